@@ -1,0 +1,41 @@
+// cprfl stats: per-class training counts and the head/medium/tail split of a list file.
+#include <iostream>
+#include <memory>
+
+#include "command.h"
+#include "cprfl/data/class_stats.h"
+#include "cprfl/io/atomic_file.h"
+
+namespace cprfl::app {
+namespace {
+
+struct StatsOptions {
+  std::string list;
+  std::string labels;
+  std::string json;
+  std::int64_t head_min = 100;
+  std::int64_t tail_below = 20;
+};
+
+Runner add_stats(CLI::App& root) {
+  auto options = std::make_shared<StatsOptions>();
+  CLI::App* cmd = root.add_subcommand("stats", "Class counts n_c, N and the head/medium/tail groups of a training list");
+  cmd->add_option("--list", options->list, "list file: `path id id …` per line")->required();
+  cmd->add_option("--labels", options->labels, "labels file: one class name per line")->required();
+  cmd->add_option("--json", options->json, "also write the statistics as JSON to this file");
+  cmd->add_option("--head-min", options->head_min, "head classes have n_c >= this");
+  cmd->add_option("--tail-below", options->tail_below, "tail classes have n_c < this");
+  return [options] {
+    auto names = read_labels(options->labels);
+    auto list = read_image_list(options->list, static_cast<int>(names.size()));
+    auto stats = compute_class_stats(list, names, {options->head_min, options->tail_below});
+    std::cout << format_table(stats);
+    if (!options->json.empty()) write_file_atomic(options->json, to_json(stats).dump(2) + "\n");
+    return 0;
+  };
+}
+
+RegisterCommand registration("stats", add_stats);
+
+}  // namespace
+}  // namespace cprfl::app

@@ -1,0 +1,29 @@
+#pragma once
+// Subcommand registry. Each apps/cmd_*.cpp adds its own subcommand with a static
+// RegisterCommand; apps/cprfl.cpp parses and runs the one the user chose. Adding a
+// command therefore touches only its own file.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace cprfl::app {
+
+// Runs a parsed subcommand; returns the process exit code.
+using Runner = std::function<int()>;
+// Adds the subcommand (and its options) to the root app; returns what runs it.
+using AddCommand = std::function<Runner(CLI::App& root)>;
+
+struct CommandEntry {
+  std::string name;
+  AddCommand add;
+};
+
+std::vector<CommandEntry>& command_registry();
+
+struct RegisterCommand {
+  RegisterCommand(std::string name, AddCommand add) { command_registry().push_back({std::move(name), std::move(add)}); }
+};
+
+}  // namespace cprfl::app

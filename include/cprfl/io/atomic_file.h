@@ -1,0 +1,15 @@
+#pragma once
+// Atomic output: write to a temporary file in the destination's folder, flush it to disk,
+// then rename it over the destination. A reader sees the old file or the new one, never a
+// half-written one; a failed write (full disk, no permission) leaves the old file intact.
+#include <string>
+#include <string_view>
+
+namespace cprfl {
+
+void write_file_atomic(const std::string& path, std::string_view bytes);
+
+// Creates a directory and its parents; an error names the path if that fails.
+void make_directories(const std::string& path);
+
+}  // namespace cprfl

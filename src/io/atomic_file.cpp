@@ -1,0 +1,56 @@
+#include "cprfl/io/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "cprfl/common/error.h"
+
+namespace cprfl {
+
+void write_file_atomic(const std::string& path, std::string_view bytes) {
+  std::filesystem::path target(path);
+  std::filesystem::path folder = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+  std::random_device seed;
+  std::string temp = (folder / ("." + target.filename().string() + ".tmp" + std::to_string(seed()))).string();
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) fail_in(path, std::string("cannot write: ") + std::strerror(errno));
+  auto abort_write = [&](const char* what) {
+    int saved = errno;
+    ::close(fd);
+    ::unlink(temp.c_str());
+    fail_in(path, std::string(what) + ": " + std::strerror(saved));
+  };
+  std::size_t written = 0;
+  while (written < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      abort_write("write failed");
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) abort_write("fsync failed");
+  if (::close(fd) != 0) {
+    int saved = errno;
+    ::unlink(temp.c_str());
+    fail_in(path, std::string("close failed: ") + std::strerror(saved));
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    int saved = errno;
+    ::unlink(temp.c_str());
+    fail_in(path, std::string("rename failed: ") + std::strerror(saved));
+  }
+}
+
+void make_directories(const std::string& path) {
+  std::error_code error;
+  std::filesystem::create_directories(path, error);
+  if (error) fail_in(path, "cannot create directory: " + error.message());
+}
+
+}  // namespace cprfl

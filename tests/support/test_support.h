@@ -1,0 +1,36 @@
+#pragma once
+// Helpers shared by the test files: scratch folders, small files, and running the real
+// cprfl binary the way a user does.
+#include <string>
+
+namespace cprfl::testing {
+
+// A fresh folder under the system temp dir, removed when the object goes away.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void write_text(const std::string& path, const std::string& text);
+std::string read_text(const std::string& path);
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs `cprfl <arguments>` (the binary built beside the tests) through the shell.
+CommandResult run_cprfl(const std::string& arguments);
+
+// The project's source folder (for data/ files).
+std::string source_dir();
+
+}  // namespace cprfl::testing
