@@ -1,0 +1,61 @@
+#include <gtest/gtest.h>
+
+#include "cprfl/common/error.h"
+#include "cprfl/train/config.h"
+#include "test_support.h"
+
+using namespace cprfl;
+
+namespace {
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(Config, DefaultsAndYamlOverlay) {
+  Config config;
+  EXPECT_EQ(config.get_string("loss.name"), "asl");
+  EXPECT_DOUBLE_EQ(config.get_float("optim.ema_decay"), 0.998);
+  config.merge_yaml_text("optim:\n  lr: 5e-5\n  epochs: 30\nmodel:\n  residual: yes\n", "t.yaml");
+  EXPECT_DOUBLE_EQ(config.get_float("optim.lr"), 5e-5);
+  EXPECT_EQ(config.get_int("optim.epochs"), 30);
+  EXPECT_TRUE(config.get_bool("model.residual"));
+  config.set_assignment("optim.lr=0.01", "--set");
+  EXPECT_DOUBLE_EQ(config.get_float("optim.lr"), 0.01);
+}
+
+TEST(Config, UnknownKeySuggestsNearest) {
+  Config config;
+  auto message = error_of([&] { config.merge_yaml_text("optim:\n  lrr: 1\n", "c.yaml"); });
+  EXPECT_NE(message.find("c.yaml:2: unknown key 'optim.lrr' (did you mean 'optim.lr'?)"), std::string::npos) << message;
+  message = error_of([&] { config.set_assignment("epochs=3", "--set"); });
+  EXPECT_NE(message.find("did you mean 'optim.epochs'"), std::string::npos) << message;
+}
+
+TEST(Config, WrongTypesAndChoicesNameTheKey) {
+  Config config;
+  auto message = error_of([&] { config.merge_yaml_text("optim:\n  epochs: many\n", "c.yaml"); });
+  EXPECT_NE(message.find("c.yaml:2: optim.epochs = 'many': expected an integer"), std::string::npos) << message;
+  message = error_of([&] { config.set("loss.name", "hinge", "--set"); });
+  EXPECT_NE(message.find("must be one of: asl, bce"), std::string::npos) << message;
+  message = error_of([&] { config.merge_yaml_text("optim: [1, 2]\n", "c.yaml"); });
+  EXPECT_NE(message.find("expected a single value"), std::string::npos) << message;
+  message = error_of([&] { config.merge_yaml_text("optim:\n  lr: [1\n", "c.yaml"); });
+  EXPECT_NE(message.find("invalid YAML"), std::string::npos) << message;
+}
+
+TEST(Config, JsonRoundTrip) {
+  Config config;
+  config.set("optim.lr", "3e-4", "t");
+  config.set("prompts.template", "a photo of a {}.", "t");
+  Config back = Config::from_json(config.to_json(), "json");
+  EXPECT_EQ(back.to_json(), config.to_json());
+  Config from_yaml;
+  from_yaml.merge_yaml_text(config.to_yaml(), "yaml");
+  EXPECT_EQ(from_yaml.to_json(), config.to_json());
+}
