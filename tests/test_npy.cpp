@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <thread>
 
 #include "cprfl/common/error.h"
 #include "cprfl/io/npy.h"
@@ -202,4 +204,37 @@ TEST(Npy, EveryTruncationIsAnError) {
   std::string bytes = encode_npy(torch::arange(6, torch::kInt).reshape({2, 3}));
   for (std::size_t size = 0; size < bytes.size(); ++size)
     EXPECT_NE(error_of([&] { parse_npy(std::string_view(bytes).substr(0, size), "cut.npy"); }), "") << size;
+}
+
+// Single-byte corruptions anywhere in a small file: each one reads or is a cprfl::Error.
+TEST(Npy, CorruptedBytesReadOrFailCleanly) {
+  std::string good = encode_npy(torch::arange(6, torch::kInt).reshape({2, 3}));
+  const char replacements[] = {'\0', '\xff', '(', ')', ',', '\'', ' ', '9', '}', 'L', '>', '|', 'b'};
+  int failures = 0;
+  for (std::size_t at = 0; at < good.size(); ++at) {
+    for (char replacement : replacements) {
+      std::string bytes = good;
+      bytes[at] = replacement;
+      try {
+        torch::Tensor t = parse_npy(bytes, "fuzz.npy");
+        EXPECT_LE(t.numel() * t.element_size(), static_cast<std::int64_t>(bytes.size()));
+      } catch (const Error& e) {
+        ++failures;
+        EXPECT_EQ(std::string(e.what()).rfind("fuzz.npy: ", 0), 0u) << e.what();
+      }
+    }
+  }
+  EXPECT_GT(failures, 0);
+}
+
+TEST(Npy, ReadsFromAPipeAndRejectsADirectory) {
+  TempDir dir;
+  EXPECT_NE(error_of([&] { read_npy(dir.path()); }).find("is a directory"), std::string::npos);
+  std::string fifo = dir.file("pipe.npy");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  auto tensor = torch::arange(5, torch::kDouble);
+  std::thread writer([&] { write_text(fifo, encode_npy(tensor)); });
+  torch::Tensor back = read_npy(fifo);
+  writer.join();
+  EXPECT_TRUE(torch::equal(back, tensor));
 }

@@ -4,12 +4,14 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <optional>
 #include <vector>
 
 #include "cprfl/common/error.h"
+#include "cprfl/common/text.h"
 #include "cprfl/io/atomic_file.h"
 
 // The element bytes are copied as they are, so the host must be little-endian like the
@@ -331,6 +333,11 @@ torch::Tensor parse_npy(std::string_view bytes, const std::string& name_for_erro
 }
 
 torch::Tensor read_npy(const std::string& path) {
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) fail_in(path, "is a directory, not a .npy file");
+  // A pipe or device (e.g. bash's <(…)) has no size to check against: read it all first.
+  if (std::filesystem::exists(path, ignored) && !std::filesystem::is_regular_file(path, ignored))
+    return parse_npy(read_text_file(path), path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail_in(path, std::string("cannot open file: ") + std::strerror(errno));
   in.seekg(0, std::ios::end);
