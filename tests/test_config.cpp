@@ -52,7 +52,7 @@ TEST(Config, WrongTypesAndChoicesNameTheKey) {
 TEST(Config, JsonRoundTrip) {
   Config config;
   config.set("optim.lr", "3e-4", "t");
-  config.set("prompts.template", "a photo of a {}.", "t");
+  config.set("data.root", "my \"data\" dir", "t");
   Config back = Config::from_json(config.to_json(), "json");
   EXPECT_EQ(back.to_json(), config.to_json());
   Config from_yaml;

@@ -64,20 +64,15 @@ TEST(Optimizer, GroupsSeparateBackboneAndNoDecay) {
   EXPECT_NEAR(std::get<0>(static_cast<torch::optim::AdamWOptions&>(groups[2].options()).betas()), 0.95, 1e-12);
 }
 
-TEST(WeightEma, AveragesParametersAndLoadsBack) {
-  Tiny model;
-  WeightEma ema(*model, 0.9);
-  auto before = ema.state().at("head.weight").clone();
+TEST(WeightEma, AveragesIntoASecondModel) {
+  Tiny model, average;
+  WeightEma ema(*average, *model, 0.9);
+  EXPECT_TRUE(torch::equal(average->head->weight, model->head->weight));
+  auto before = average->head->weight.clone();
   {
     torch::NoGradGuard no_grad;
     model->head->weight.add_(1.0);
   }
   ema.update(*model);
-  EXPECT_TRUE(torch::allclose(ema.state().at("head.weight"), before + 0.1, 1e-6, 1e-6));
-  Tiny other;
-  load_module_state(*other, ema.state(), "ema");
-  EXPECT_TRUE(torch::equal(other->head->weight, ema.state().at("head.weight")));
-  auto state = ema.state();
-  state.erase("norm.bias");
-  EXPECT_THROW(load_module_state(*other, state, "x"), std::exception);
+  EXPECT_TRUE(torch::allclose(average->head->weight, before + 0.1, 1e-6, 1e-6));
 }

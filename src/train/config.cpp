@@ -36,7 +36,9 @@ std::vector<ConfigKey> build_schema() {
       // model
       {"model.type", VT::kString, "cprfl", "classifier head", {"cprfl", "linear"}},
       {"model.backbone", VT::kString, "small", "visual backbone", {"small", "resnet18", "resnet34", "resnet50", "resnet101"}},
-      {"model.backbone_weights", VT::kString, "", "state dict for the backbone trunk (empty = random init)", {}},
+      {"model.backbone_weights", VT::kString, "", "trunk weights (a file from `cprfl pretrain-backbone`; empty = random init)", {}},
+      {"model.small_widths", VT::kString, "32,64,128", "small backbone: channels per stage (3 stages = stride 8)", {}},
+      {"model.small_blocks", VT::kString, "1,1,1", "small backbone: BasicBlocks per stage", {}},
       {"model.d", VT::kInt, "256", "joint width d of tokens and prompts", {}},
       {"model.tau", VT::kFloat, "0.5", "PI hidden width t = tau * d", {}},
       {"model.depth", VT::kInt, "1", "VSI transformer layers", {}},
@@ -48,12 +50,10 @@ std::vector<ConfigKey> build_schema() {
       {"model.detach_classifier_path", VT::kBool, "false", "DPBP ablation: no gradient to P through s_i = p'_i . p_i directly", {}},
       {"model.detach_interaction_path", VT::kBool, "false", "DPBP ablation: no gradient to P through the VSI layer", {}},
       // prompts
-      {"prompts.source", VT::kString, "npy", "where W comes from", {"npy", "randn", "clip"}},
+      {"prompts.source", VT::kString, "npy", "where W comes from: a .npy of class embeddings or random normal rows", {"npy", "randn"}},
       {"prompts.file", VT::kString, "data/prompts/fashion_clip_rn50.npy", ".npy of class embeddings [C, m]", {}},
       {"prompts.randn_dim", VT::kInt, "1024", "width m of a randn W", {}},
       {"prompts.randn_norm", VT::kFloat, "13", "row norm of a randn W (CLIP-RN50 rows have norms ~10-17)", {}},
-      {"prompts.checkpoint", VT::kString, "", "CLIP checkpoint for prompts.source = clip", {}},
-      {"prompts.template", VT::kString, "a photo of a {}.", "prompt template for prompts.source = clip", {}},
       // loss
       {"loss.name", VT::kString, "asl", "training loss", {"asl", "bce", "mls", "focal", "db_focal", "db", "cb_focal"}},
       {"loss.gamma_pos", VT::kFloat, "0", "ASL gamma+", {}},

@@ -1,31 +1,17 @@
 #include "cprfl/train/optim.h"
 
-#include <set>
-
 #include "cprfl/common/error.h"
+#include "cprfl/model/classifier.h"
+#include "cprfl/model/state_dict.h"
 
 namespace cprfl {
-namespace {
-
-bool no_decay(const std::string& name, const torch::Tensor& parameter) {
-  return parameter.dim() <= 1 || (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0);
-}
-
-std::string shape_text(const torch::Tensor& t) {
-  std::string text = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) text += (i ? ", " : "") + std::to_string(t.size(i));
-  return text + "]";
-}
-
-}  // namespace
-
 OptimizerBundle make_optimizer(const torch::nn::Module& model, const OptimizerOptions& options) {
   // Four groups: {backbone, head} × {decay, no_decay}; empty groups are left out.
   std::map<std::string, std::vector<torch::Tensor>> groups;
   for (const auto& item : model.named_parameters(true)) {
     if (!item.value().requires_grad()) continue;
     bool backbone = item.key().rfind(options.backbone_prefix, 0) == 0;
-    std::string group = std::string(backbone ? "backbone" : "head") + (no_decay(item.key(), item.value()) ? "/no_decay" : "/decay");
+    std::string group = std::string(backbone ? "backbone" : "head") + (takes_weight_decay(item.key(), item.value()) ? "/decay" : "/no_decay");
     groups[group].push_back(item.value());
   }
   if (groups.empty()) throw Error("optimizer: the model has no trainable parameters");
@@ -69,43 +55,26 @@ void apply_schedule(OptimizerBundle& bundle, const LrSchedule& schedule, std::in
   }
 }
 
-std::map<std::string, torch::Tensor> module_state(const torch::nn::Module& model) {
-  std::map<std::string, torch::Tensor> state;
-  for (const auto& item : model.named_parameters(true)) state[item.key()] = item.value();
-  for (const auto& item : model.named_buffers(true)) state[item.key()] = item.value();
-  return state;
-}
-
-void load_module_state(torch::nn::Module& model, const std::map<std::string, torch::Tensor>& state,
-                       const std::string& origin) {
+WeightEma::WeightEma(torch::nn::Module& average, const torch::nn::Module& model, double decay) : decay_(decay) {
   torch::NoGradGuard no_grad;
-  auto target = module_state(model);
-  for (const auto& [name, tensor] : state)
-    if (!target.count(name)) throw Error(origin + ": unexpected tensor '" + name + "' (not in the model)");
-  for (auto& [name, tensor] : target) {
-    auto found = state.find(name);
-    if (found == state.end()) throw Error(origin + ": missing tensor '" + name + "'");
-    if (!found->second.sizes().equals(tensor.sizes())) {
-      throw Error(origin + ": tensor '" + name + "' has shape " + shape_text(found->second) + ", the model expects " +
-                  shape_text(tensor));
-    }
-    tensor.copy_(found->second);
+  auto source = named_state(model);
+  auto target = named_state(average);
+  if (source.size() != target.size()) throw Error("EMA: the average model's tensors differ from the model's");
+  for (std::size_t i = 0; i < target.size(); ++i) {
+    target[i].second.copy_(source[i].second);
+    average_.push_back(target[i].second);
   }
-}
-
-WeightEma::WeightEma(const torch::nn::Module& model, double decay) : decay_(decay) {
-  torch::NoGradGuard no_grad;
-  for (auto& [name, tensor] : module_state(model)) state_[name] = tensor.detach().clone();
 }
 
 void WeightEma::update(const torch::nn::Module& model) {
   torch::NoGradGuard no_grad;
-  for (auto& [name, tensor] : module_state(model)) {
-    auto& average = state_.at(name);
+  auto source = named_state(model);
+  for (std::size_t i = 0; i < average_.size(); ++i) {
+    auto& average = average_[i];
     if (average.is_floating_point())
-      average.mul_(decay_).add_(tensor.detach(), 1.0 - decay_);
+      average.mul_(decay_).add_(source[i].second.detach(), 1.0 - decay_);
     else
-      average.copy_(tensor);
+      average.copy_(source[i].second);
   }
 }
 

@@ -31,26 +31,18 @@ OptimizerBundle make_optimizer(const torch::nn::Module& model, const OptimizerOp
 // Sets every group's lr (and beta1 when the schedule cycles it) for optimizer step `step`.
 void apply_schedule(OptimizerBundle& bundle, const LrSchedule& schedule, std::int64_t step);
 
-// Exponential moving average of every parameter and floating buffer:
-// ema = decay * ema + (1 - decay) * current; integer buffers are copied.
+// Exponential moving average of every parameter and floating buffer, kept in a second
+// instance of the model so it can be evaluated directly:
+// average = decay * average + (1 - decay) * current; integer buffers are copied.
 class WeightEma {
  public:
-  WeightEma(const torch::nn::Module& model, double decay);
+  WeightEma(torch::nn::Module& average, const torch::nn::Module& model, double decay);
   void update(const torch::nn::Module& model);
-  const std::map<std::string, torch::Tensor>& state() const { return state_; }
-  std::map<std::string, torch::Tensor>& state() { return state_; }
   double decay() const { return decay_; }
 
  private:
   double decay_;
-  std::map<std::string, torch::Tensor> state_;
+  std::vector<torch::Tensor> average_;  // aliases of the average model's tensors, in named_state order
 };
-
-// Every parameter and buffer of a module by name (parameters first).
-std::map<std::string, torch::Tensor> module_state(const torch::nn::Module& model);
-// Copies `state` into the module's parameters/buffers; a missing or unexpected name or a
-// shape mismatch is an error naming it (`origin` says where the state came from).
-void load_module_state(torch::nn::Module& model, const std::map<std::string, torch::Tensor>& state,
-                       const std::string& origin);
 
 }  // namespace cprfl

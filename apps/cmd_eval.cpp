@@ -1,0 +1,90 @@
+// cprfl eval: scores a model file on a list (by default the test list of its config).
+#include <iostream>
+#include <memory>
+
+#include "command.h"
+#include "cprfl/common/error.h"
+#include "cprfl/data/list_file.h"
+#include "cprfl/data/loader.h"
+#include "cprfl/eval/evaluate.h"
+#include "cprfl/io/atomic_file.h"
+#include "cprfl/io/model_file.h"
+#include "cprfl/io/npy.h"
+
+namespace cprfl::app {
+namespace {
+
+struct EvalOptions {
+  std::string model;
+  std::string list;
+  std::string root;
+  std::string json;
+  std::string scores;
+  double threshold = 0.5;
+  int top_k = 3;
+  bool no_ema = false;
+  int batch_size = 64;
+  int workers = 2;
+  std::string on_bad_image = "error";
+};
+
+Runner add_eval(CLI::App& root) {
+  auto options = std::make_shared<EvalOptions>();
+  CLI::App* cmd = root.add_subcommand("eval", "Evaluate a model: mAP, head/medium/tail mAP, per-class AP, OP/OR/OF1/CP/CR/CF1");
+  cmd->add_option("--model", options->model, "model file or checkpoint (.cprfl)")->required();
+  cmd->add_option("--list", options->list, "list file to evaluate (default: data.test_list of the model's config)");
+  cmd->add_option("--root", options->root, "folder the list's paths are relative to (default: data.root of the config)");
+  cmd->add_option("--json", options->json, "write the full metrics as JSON here");
+  cmd->add_option("--save-scores", options->scores, "write the logits [N, C] as .npy here (targets beside it as *_targets.npy)");
+  cmd->add_option("--threshold", options->threshold, "probability threshold for OP/OR/OF1/CP/CR/CF1")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--top-k", options->top_k, "k for the top-k metrics")->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-ema", options->no_ema, "evaluate the raw weights instead of the EMA weights");
+  cmd->add_option("--batch-size", options->batch_size, "images per forward pass")->check(CLI::PositiveNumber);
+  cmd->add_option("--workers", options->workers, "image decoding threads")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--on-bad-image", options->on_bad_image, "error: stop at an unreadable image; skip: warn and leave it out")
+      ->check(CLI::IsMember({"error", "skip"}));
+  return [options] {
+    auto loaded = load_model_file(options->model, !options->no_ema);
+    const auto& config = loaded.info.config;
+    int num_classes = static_cast<int>(loaded.info.class_names.size());
+    std::string list_path = options->list.empty() ? config.get_string("data.test_list") : options->list;
+    std::string root_dir = options->root.empty() ? config.get_string("data.root") : options->root;
+    auto list = read_image_list(list_path, num_classes);
+    TransformConfig transform;
+    transform.image_size = static_cast<int>(config.get_int("data.image_size"));
+    transform.train = false;
+    transform.normalize = config.get_string("data.normalize");
+    auto dataset = std::make_shared<const ImageDataset>(list, root_dir, num_classes, transform);
+    LoaderOptions loader_options;
+    loader_options.batch_size = options->batch_size;
+    loader_options.shuffle = false;
+    loader_options.workers = options->workers;
+    loader_options.bad_images = bad_image_policy_named(options->on_bad_image);
+    DataLoader loader(dataset, loader_options);
+    auto predictions = predict_all(*loaded.model, loader, torch::kCPU, "eval");
+    MetricsOptions metric_options;
+    metric_options.threshold = options->threshold;
+    metric_options.top_k = options->top_k;
+    metric_options.train_counts = loaded.info.class_counts;
+    metric_options.group_thresholds = {config.get_int("data.head_min"), config.get_int("data.tail_below")};
+    metric_options.class_names = loaded.info.class_names;
+    auto metrics = score_predictions(predictions, metric_options);
+    std::cout << "model " << options->model << " (" << (loaded.using_ema ? "EMA weights" : "weights") << "), list "
+              << list_path << ", " << predictions.logits.size(0) << " images\n";
+    std::cout << format_report(metrics);
+    if (!options->json.empty()) write_file_atomic(options->json, to_json(metrics).dump(2) + "\n");
+    if (!options->scores.empty()) {
+      write_npy(options->scores, predictions.logits);
+      std::string targets_path = options->scores;
+      auto dot = targets_path.rfind(".npy");
+      targets_path = (dot == std::string::npos ? targets_path : targets_path.substr(0, dot)) + "_targets.npy";
+      write_npy(targets_path, predictions.targets.to(torch::kByte));
+    }
+    return 0;
+  };
+}
+
+RegisterCommand registration("eval", add_eval);
+
+}  // namespace
+}  // namespace cprfl::app

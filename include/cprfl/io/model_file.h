@@ -1,0 +1,41 @@
+#pragma once
+// Model files: everything `eval` and `predict` need in one checked file — the config, class
+// names, training class counts, W, the weights and the EMA weights. A training checkpoint
+// is a model file with the trainer's state added (see train/trainer.h).
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cprfl/io/tensor_file.h"
+#include "cprfl/model/classifier.h"
+#include "cprfl/train/config.h"
+
+namespace cprfl {
+
+struct ModelInfo {
+  Config config;
+  std::vector<std::string> class_names;
+  std::vector<int64_t> class_counts;  // n_c on the training list the model was trained on
+  int64_t num_train_images = 0;
+  torch::Tensor prompt_embeddings;    // W [C, m] (undefined for the linear head)
+};
+
+// A model file's content, from a model and (optionally) the model holding its EMA weights.
+TensorFile make_model_file(const ModelInfo& info, const torch::nn::Module& model, const torch::nn::Module* ema_model);
+
+struct LoadedModel {
+  ModelInfo info;
+  std::shared_ptr<MultiLabelClassifier> model;  // in eval mode, on the CPU
+  bool has_ema = false;
+  bool using_ema = false;
+};
+
+// Rebuilds the model from a file. `prefer_ema` loads the EMA weights when present (the
+// default, as the official recipe evaluates and keeps the EMA model).
+LoadedModel load_model_file(const std::string& path, bool prefer_ema = true);
+LoadedModel model_from_tensor_file(const TensorFile& file, const std::string& path, bool prefer_ema);
+
+}  // namespace cprfl

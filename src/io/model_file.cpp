@@ -1,0 +1,74 @@
+#include "cprfl/io/model_file.h"
+
+#include "cprfl/common/error.h"
+#include "cprfl/model/build.h"
+#include "cprfl/model/state_dict.h"
+
+namespace cprfl {
+namespace {
+
+constexpr int kModelFormat = 1;
+
+std::map<std::string, torch::Tensor> to_map(const NamedTensors& named) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [name, tensor] : named) out[name] = tensor;
+  return out;
+}
+
+}  // namespace
+
+TensorFile make_model_file(const ModelInfo& info, const torch::nn::Module& model, const torch::nn::Module* ema_model) {
+  TensorFile file;
+  file.meta = {{"kind", "model"},
+               {"model_format", kModelFormat},
+               {"config", info.config.to_json()},
+               {"class_names", info.class_names},
+               {"class_counts", info.class_counts},
+               {"num_train_images", info.num_train_images}};
+  add_with_prefix(file, "model/", to_map(named_state(model)));
+  if (ema_model) add_with_prefix(file, "ema/", to_map(named_state(*ema_model)));
+  if (info.prompt_embeddings.defined()) file.tensors["prompts/W"] = info.prompt_embeddings;
+  return file;
+}
+
+LoadedModel model_from_tensor_file(const TensorFile& file, const std::string& path, bool prefer_ema) {
+  const auto& meta = file.meta;
+  std::string kind = meta.value("kind", "");
+  if (kind != "model" && kind != "checkpoint")
+    fail_in(path, "not a cprfl model file (kind '" + kind + "'); train one with `cprfl train`");
+  int format = meta.value("model_format", 0);
+  if (format != kModelFormat) {
+    fail_in(path, "model format " + std::to_string(format) + " is not supported by this build (reads format " +
+                      std::to_string(kModelFormat) + ")");
+  }
+  LoadedModel loaded;
+  try {
+    loaded.info.config = Config::from_json(meta.at("config"), path + " (config)");
+    loaded.info.class_names = meta.at("class_names").get<std::vector<std::string>>();
+    loaded.info.class_counts = meta.at("class_counts").get<std::vector<int64_t>>();
+    loaded.info.num_train_images = meta.at("num_train_images").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    fail_in(path, std::string("model metadata is incomplete: ") + e.what());
+  }
+  int64_t classes = static_cast<int64_t>(loaded.info.class_names.size());
+  if (classes == 0 || static_cast<int64_t>(loaded.info.class_counts.size()) != classes)
+    fail_in(path, "class names and class counts disagree in length");
+  auto w = file.tensors.find("prompts/W");
+  if (w != file.tensors.end()) loaded.info.prompt_embeddings = w->second.to(torch::kFloat);
+  if (loaded.info.config.get_string("model.type") == "cprfl" && !loaded.info.prompt_embeddings.defined())
+    fail_in(path, "missing tensor 'prompts/W' (the prompt embeddings)");
+  loaded.model = build_model(loaded.info.config, classes, loaded.info.prompt_embeddings);
+  auto ema = tensors_with_prefix(file, "ema/");
+  loaded.has_ema = !ema.empty();
+  loaded.using_ema = prefer_ema && loaded.has_ema;
+  load_named_state(*loaded.model, loaded.using_ema ? ema : tensors_with_prefix(file, "model/"),
+                   path + (loaded.using_ema ? " (EMA weights)" : " (weights)"));
+  loaded.model->eval();
+  return loaded;
+}
+
+LoadedModel load_model_file(const std::string& path, bool prefer_ema) {
+  return model_from_tensor_file(load_tensor_file(path), path, prefer_ema);
+}
+
+}  // namespace cprfl
