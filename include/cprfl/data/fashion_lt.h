@@ -12,8 +12,8 @@
 // Sources never mix and no item is used twice: train scenes draw only from Fashion-MNIST
 // train items 50,000–59,999, test scenes only from t10k; train items 0–49,999 are kept for
 // backbone pretraining. Everything follows from the seed: the same seed and config give
-// byte-identical list files, stats and PNGs on any platform (mt19937_64 with our own
-// integer sampling, no floating point in the choices).
+// byte-identical list files, stats and PNGs (mt19937_64 with our own integer sampling and
+// shuffling, whose results do not depend on the standard library).
 #include <array>
 #include <cstdint>
 #include <string>
@@ -62,7 +62,7 @@ OutfitPrior default_outfit_prior();
 struct SceneLayout {
   int canvas = 64;           // side of the square canvas (= 2 cells)
   int cell = 32;             // side of a grid cell
-  int max_offset = 4;        // an item's corner moves 0..max_offset px inside its cell
+  int max_offset = 4;        // an item's corner moves 0..max_offset px inside its cell (+ 28 − side if shrunk)
   double scale_jitter = 0;   // item side drawn uniformly from [28·(1 − scale_jitter), 28] px
   int overlap = 0;           // items may also move this many px past their cell (drawn with max)
   int clutter = 0;           // background noise: each pixel gets uniform 0..clutter grey levels
