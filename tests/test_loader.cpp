@@ -231,6 +231,27 @@ TEST(Loader, StoppingEarlyDoesNotHang) {
   never_read.start_epoch(0);
 }
 
+TEST(Loader, RecyclesBatchTensorsOnlyWhenNobodyHoldsThem) {
+  TempDir dir;
+  auto dataset = make_dataset(dir, 24, false);
+  DataLoader loader(dataset, options_with(2, 2, false));
+  loader.start_epoch(0);
+  auto first = loader.next();
+  auto second = loader.next();
+  torch::Tensor view = first->images[1];
+  // An alias of the storage that is not a tracked view (no reference to the handle).
+  torch::Tensor alias = torch::empty({0}, torch::kFloat32);
+  alias.set_(second->images.storage(), 0, {2, 3, kSize, kSize}, second->images.strides());
+  torch::Tensor saved_view = view.clone(), saved_alias = alias.clone();
+  first.reset();
+  second.reset();
+  std::set<const void*> buffers;
+  while (auto batch = loader.next()) buffers.insert(batch->images.data_ptr());
+  EXPECT_TRUE(torch::equal(view, saved_view));  // never overwritten while in use
+  EXPECT_TRUE(torch::equal(alias, saved_alias));
+  EXPECT_LE(buffers.size(), 5u);  // 10 batches dropped as they came: buffers reused
+}
+
 TEST(Loader, RejectsBadOptions) {
   TempDir dir;
   auto dataset = make_dataset(dir, 2, false);

@@ -273,6 +273,11 @@ Normalization normalization_named(const std::string& name) {
 }
 
 void to_chw_float(const cv::Mat& rgb, const Normalization& n, float* out) {
+  // A table per channel: exactly the same values as the arithmetic, and faster than the
+  // stride-3 multiply-add the compiler cannot vectorise well.
+  float table[3][256];
+  for (int c = 0; c < 3; ++c)
+    for (int v = 0; v < 256; ++v) table[c][v] = static_cast<float>(v) * n.scale[c] + n.bias[c];
   const std::size_t plane = static_cast<std::size_t>(rgb.rows) * rgb.cols;
   float* r = out;
   float* g = out + plane;
@@ -281,9 +286,9 @@ void to_chw_float(const cv::Mat& rgb, const Normalization& n, float* out) {
     const std::uint8_t* p = rgb.ptr<std::uint8_t>(y);
     std::size_t row = static_cast<std::size_t>(y) * rgb.cols;
     for (int x = 0; x < rgb.cols; ++x) {
-      r[row + x] = p[3 * x] * n.scale[0] + n.bias[0];
-      g[row + x] = p[3 * x + 1] * n.scale[1] + n.bias[1];
-      b[row + x] = p[3 * x + 2] * n.scale[2] + n.bias[2];
+      r[row + x] = table[0][p[3 * x]];
+      g[row + x] = table[1][p[3 * x + 1]];
+      b[row + x] = table[2][p[3 * x + 2]];
     }
   }
 }

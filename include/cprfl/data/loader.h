@@ -103,7 +103,8 @@ class DataLoader {
   struct Run;
   void stop_workers();
   void worker_loop(Run* run);
-  Slot make_slot(const Run& run, std::int64_t batch) const;
+  Slot make_slot(const Run& run, std::int64_t batch);
+  torch::Tensor image_buffer(std::int64_t rows);
   void load_row(Run& run, Slot& slot, std::int64_t sample) const;
   Slot take_slot(std::int64_t batch);
 
@@ -111,6 +112,7 @@ class DataLoader {
   LoaderOptions options_;
   std::unique_ptr<Run> run_;
   std::vector<std::thread> threads_;
+  std::vector<torch::Tensor> image_buffers_;  // reusable batch tensors (see image_buffer)
   std::int64_t skipped_ = 0;
 };
 
