@@ -245,6 +245,14 @@ TEST(ImageDecode, TruncatedJpegIsAnErrorNotGrey) {
   write_bytes(dir.file("marked.jpg"), marked);
   EXPECT_NE(error_of([&] { read_image(dir.file("marked.jpg")); }).find("marked.jpg: corrupt or truncated JPEG file: Corrupt JPEG data"),
             std::string::npos);
+  // Stray bytes between two header segments: libjpeg warns and carries on, and so do we.
+  ASSERT_EQ(jpeg[2], 0xFF);
+  ASSERT_EQ(jpeg[3], 0xE0);  // APP0 (JFIF) first
+  std::size_t after_app0 = 4 + (std::size_t{jpeg[4]} << 8 | jpeg[5]);
+  Bytes stray = jpeg;
+  stray.insert(stray.begin() + static_cast<long>(after_app0), {0x00, 0x13});
+  write_bytes(dir.file("stray.jpg"), stray);
+  EXPECT_EQ(read_image(dir.file("stray.jpg")).cols, 64);
   // Even a file missing only its end marker counts as truncated …
   write_bytes(dir.file("no_eoi.jpg"), Bytes(jpeg.begin(), jpeg.end() - 2));
   EXPECT_NE(error_of([&] { read_image(dir.file("no_eoi.jpg")); }).find("Premature end of JPEG file"), std::string::npos);

@@ -64,8 +64,7 @@ ImageHeader read_jpeg_header(const std::uint8_t* data, std::size_t size, const s
   auto truncated = [&] { fail_in(path, "truncated JPEG file (" + std::to_string(size) + " bytes, ends before the frame header)"); };
   std::size_t pos = 2;
   while (true) {
-    if (pos >= size) truncated();
-    if (data[pos] != 0xFF) fail_in(path, "corrupt JPEG file: expected a marker at byte " + std::to_string(pos));
+    while (pos < size && data[pos] != 0xFF) ++pos;  // stray bytes between segments, as libjpeg allows
     while (pos < size && data[pos] == 0xFF) ++pos;  // fill bytes
     if (pos >= size) truncated();
     std::uint8_t marker = data[pos++];

@@ -86,6 +86,7 @@ struct DataLoader::Run {
   std::map<std::int64_t, Slot> slots;  // batches in flight, by run-relative number
   bool stopping = false;
   bool reported = false;
+  std::exception_ptr fatal;            // a worker could not continue
 };
 
 DataLoader::DataLoader(std::shared_ptr<const ImageDataset> dataset, LoaderOptions options)
@@ -201,7 +202,17 @@ void DataLoader::worker_loop(Run* run) {
     std::int64_t sample = run->next_sample++;
     std::int64_t batch = sample / options_.batch_size;
     auto found = run->slots.find(batch);
-    if (found == run->slots.end()) found = run->slots.emplace(batch, make_slot(*run, batch)).first;
+    if (found == run->slots.end()) {
+      try {
+        found = run->slots.emplace(batch, make_slot(*run, batch)).first;
+      } catch (...) {  // out of memory: hand it to the consumer rather than terminate
+        run->fatal = std::current_exception();
+        run->stopping = true;
+        run->work_ready.notify_all();
+        run->slot_ready.notify_all();
+        return;
+      }
+    }
     Slot& slot = found->second;  // map nodes stay put; the consumer erases it only when complete
     lock.unlock();
     load_row(*run, slot, sample);
@@ -222,8 +233,15 @@ DataLoader::Slot DataLoader::take_slot(std::int64_t batch) {
   std::unique_lock<std::mutex> lock(run.mutex);
   run.slot_ready.wait(lock, [&] {
     auto found = run.slots.find(batch);
-    return found != run.slots.end() && found->second.remaining == 0;
+    return run.fatal || (found != run.slots.end() && found->second.remaining == 0);
   });
+  if (run.fatal) {
+    run.delivered = run.batch_count;  // the epoch ends here
+    std::exception_ptr fatal = run.fatal;
+    lock.unlock();
+    stop_workers();
+    std::rethrow_exception(fatal);
+  }
   Slot slot = std::move(run.slots.at(batch));
   run.slots.erase(batch);
   ++run.delivered;
