@@ -5,6 +5,7 @@ find_package(CLI11 REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(ZLIB REQUIRED)
+find_package(JPEG REQUIRED)          # decoded directly: strict about truncated/corrupt files
 
 # Debian ships OpenCV's CMake config only with the heavy libopencv-dev meta package, so the
 # three modules we use are found directly.
@@ -24,7 +25,7 @@ add_library(cprfl_deps INTERFACE)
 target_include_directories(cprfl_deps SYSTEM INTERFACE ${CPRFL_OPENCV_INCLUDE} ${TORCH_INCLUDE_DIRS})
 target_link_libraries(cprfl_deps INTERFACE
   ${TORCH_LIBRARIES} ${CPRFL_OPENCV_LIBS} CLI11::CLI11 yaml-cpp nlohmann_json::nlohmann_json
-  ZLIB::ZLIB Threads::Threads)
+  ZLIB::ZLIB JPEG::JPEG Threads::Threads)
 if(TORCH_CXX_FLAGS)
   separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
   target_compile_options(cprfl_deps INTERFACE ${_torch_flags})

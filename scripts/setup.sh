@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake pkg-config git
   libtorch-dev libopenblas0-openmp            # tensors/autograd; a fast BLAS for LibTorch
-  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libjpeg-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev
   libgtest-dev libbenchmark-dev
   dataset-fashion-mnist                       # the images Fashion-LT is built from

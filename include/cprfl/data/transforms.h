@@ -1,0 +1,90 @@
+#pragma once
+// Image transforms on 8-bit RGB images (CV_8UC3), ending in a float CHW tensor buffer.
+//
+// Training pipeline, as in the official CPRFL/ASL code: resize to image_size × image_size
+// → random horizontal flip (p = 0.5) → Cutout (probability cutout_prob; a rectangle of
+// cutout_factor × the side, centred at a random point and clipped, filled with a random
+// colour) → RandAugment (n random ops at a fixed magnitude) → float CHW, normalised.
+// Evaluation pipeline: resize → float CHW, normalised.
+//
+// Every random choice comes from the generator passed in, so a sample's augmentation is a
+// pure function of the seed it was given (see augmentation_seed). The integer and real
+// draws are computed here, not by std:: distributions, so results do not depend on the
+// standard library either.
+#include <cstdint>
+#include <random>
+#include <string>
+
+#include <opencv2/core.hpp>
+
+namespace cprfl {
+
+struct TransformConfig {
+  int image_size = 448;             // output is image_size × image_size
+  bool train = true;                // false: resize + normalise only
+  bool hflip = true;                // random horizontal flip with p = 0.5
+  double cutout_prob = 0.5;         // probability of applying Cutout
+  double cutout_factor = 0.5;       // Cutout side as a fraction of the image side
+  bool randaugment = true;
+  int randaugment_ops = 2;          // ops applied per image
+  int randaugment_magnitude = 9;    // 0..10
+  std::string normalize = "imagenet";  // "imagenet" (mean/std) or "none" (pixels / 255)
+};
+
+// Throws cprfl::Error naming the field when a value is out of range.
+void validate(const TransformConfig& config);
+
+// The RandAugment operations. Magnitude m maps to level = m / 10 ∈ [0, 1]; signed ops get a
+// random sign. At level 1: rotate ±30°, shear ±0.3, translate ±0.45 × side, colour /
+// contrast / brightness / sharpness factor 1 ± 0.9, posterize to 4 bits, solarize above 0.
+// Geometric ops fill uncovered pixels with grey 128 and sample with nearest neighbour.
+enum class AugmentOp {
+  identity, auto_contrast, equalize, rotate, solarize, color, posterize,
+  contrast, brightness, sharpness, shear_x, shear_y, translate_x, translate_y,
+};
+constexpr int kAugmentOpCount = 14;
+const char* augment_op_name(AugmentOp op);
+
+// Random draws with fixed, library-independent definitions.
+double uniform01(std::mt19937_64& rng);                      // [0, 1)
+std::int64_t uniform_int(std::mt19937_64& rng, std::int64_t n);  // [0, n), n > 0
+bool bernoulli(std::mt19937_64& rng, double p);
+
+// A well-mixed seed for one sample's augmentation in one epoch.
+std::uint64_t augmentation_seed(std::uint64_t seed, std::int64_t epoch, std::uint64_t index);
+
+// Building blocks (all on CV_8UC3).
+cv::Mat resize_square(const cv::Mat& rgb, int size);  // INTER_AREA when shrinking both sides, else INTER_LINEAR
+void cutout(cv::Mat& rgb, double factor, std::mt19937_64& rng);
+// `level` in [0, 1]; `negative` flips the direction of signed ops.
+void apply_augment_op(cv::Mat& rgb, AugmentOp op, double level, bool negative);
+void rand_augment(cv::Mat& rgb, int ops, int magnitude, std::mt19937_64& rng);
+
+// Per-channel affine map from a uint8 pixel value to the output float: v * scale + bias.
+struct Normalization {
+  float scale[3];
+  float bias[3];
+};
+// "imagenet": (v / 255 - mean) / std with mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225);
+// "none": v / 255. Anything else is an error.
+Normalization normalization_named(const std::string& name);
+
+// HWC uint8 RGB → CHW float in one pass: out[c][y][x] = pixel * scale[c] + bias[c].
+void to_chw_float(const cv::Mat& rgb, const Normalization& normalization, float* out);
+
+class ImageTransform {
+ public:
+  explicit ImageTransform(TransformConfig config);
+  const TransformConfig& config() const { return config_; }
+  int output_size() const { return config_.image_size; }
+  std::int64_t output_floats() const { return 3LL * config_.image_size * config_.image_size; }
+
+  // Transforms `rgb` (any size; its pixels may be modified) into out[3 × size × size].
+  void apply(cv::Mat rgb, std::mt19937_64& rng, float* out) const;
+
+ private:
+  TransformConfig config_;
+  Normalization normalization_;
+};
+
+}  // namespace cprfl
