@@ -1,0 +1,171 @@
+#include "cprfl/model/cprfl.h"
+
+#include <cmath>
+
+#include "cprfl/common/error.h"
+#include "cprfl/model/state_dict.h"
+
+namespace cprfl {
+
+namespace nn = torch::nn;
+
+// ---- PI ----------------------------------------------------------------------------------
+
+PromptInitializerImpl::PromptInitializerImpl(torch::Tensor text_embeddings, int64_t dim, int64_t hidden_dim) {
+  if (!text_embeddings.defined() || text_embeddings.dim() != 2 || text_embeddings.size(0) < 1 ||
+      text_embeddings.size(1) < 1)
+    fail_in("model", "the text embeddings W must be a [classes, width] matrix, got " + shape_string(text_embeddings));
+  if (dim < 1 || hidden_dim < 1) fail_in("model", "prompt widths must be >= 1");
+  text_embeddings_ = register_buffer("text_embeddings", text_embeddings.detach().to(torch::kFloat).clone());
+  first_ = register_module("0", nn::Linear(text_embeddings.size(1), hidden_dim));
+  second_ = register_module("3", nn::Linear(hidden_dim, dim));
+}
+
+torch::Tensor PromptInitializerImpl::forward() { return forward(text_embeddings_); }
+
+torch::Tensor PromptInitializerImpl::forward(const torch::Tensor& text_embeddings) {
+  return second_(torch::gelu(first_(text_embeddings)));
+}
+
+// ---- VSI ---------------------------------------------------------------------------------
+
+SelfAttentionImpl::SelfAttentionImpl(int64_t dim, int64_t heads, int64_t head_dim, double dropout)
+    : heads_(heads), head_dim_(head_dim) {
+  const int64_t inner = heads * head_dim;
+  to_qkv = register_module("to_qkv", nn::Linear(nn::LinearOptions(dim, 3 * inner).bias(false)));
+  if (!(heads == 1 && head_dim == dim))
+    to_out = register_module("to_out", nn::Sequential(nn::Linear(inner, dim), nn::Dropout(dropout)));
+}
+
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t batch = x.size(0), tokens = x.size(1);
+  // [B, n, 3·h·dh] -> q, k, v each [B, h, n, dh]  ("b n (h d) -> b h n d")
+  auto qkv = to_qkv(x).chunk(3, -1);
+  auto split_heads = [&](const torch::Tensor& t) {
+    return t.reshape({batch, tokens, heads_, head_dim_}).transpose(1, 2);
+  };
+  auto q = split_heads(qkv[0]), k = split_heads(qkv[1]), v = split_heads(qkv[2]);
+  auto attention = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(head_dim_))), -1);
+  if (keep_attention_) last_attention_ = attention.detach();
+  auto out = torch::matmul(attention, v).transpose(1, 2).reshape({batch, tokens, heads_ * head_dim_});
+  return to_out ? to_out->forward(out) : out;
+}
+
+FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t hidden_dim, double dropout) {
+  net = register_module("net", nn::Sequential(nn::Linear(dim, hidden_dim), nn::GELU(), nn::Dropout(dropout),
+                                              nn::Linear(hidden_dim, dim), nn::Dropout(dropout)));
+}
+
+torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) { return net->forward(x); }
+
+InteractionLayerImpl::InteractionLayerImpl(int64_t dim, const InteractionOptions& options)
+    : residual_(options.residual) {
+  // Plain modules as named containers, so the names read "0.norm", "0.fn.to_qkv", ... as in
+  // the official PreNorm(dim, fn) wrappers.
+  auto attention_block = register_module("0", std::make_shared<nn::Module>());
+  attention_norm_ = attention_block->register_module("norm", nn::LayerNorm(nn::LayerNormOptions({dim})));
+  attention_ = attention_block->register_module(
+      "fn", SelfAttention(dim, options.heads, options.head_dim, options.dropout));
+  auto feed_forward_block = register_module("1", std::make_shared<nn::Module>());
+  feed_forward_norm_ = feed_forward_block->register_module("norm", nn::LayerNorm(nn::LayerNormOptions({dim})));
+  feed_forward_ = feed_forward_block->register_module("fn", FeedForward(dim, options.ffn_dim, options.dropout));
+}
+
+torch::Tensor InteractionLayerImpl::forward(const torch::Tensor& x) {
+  if (residual_) {
+    auto y = x + attention_(attention_norm_(x));
+    return y + feed_forward_(feed_forward_norm_(y));
+  }
+  return feed_forward_(feed_forward_norm_(attention_(attention_norm_(x))));
+}
+
+VisualSemanticInteractionImpl::VisualSemanticInteractionImpl(int64_t dim, const InteractionOptions& options)
+    : options_(options) {
+  if (dim < 1 || options.depth < 1 || options.heads < 1 || options.head_dim < 1 || options.ffn_dim < 1)
+    fail_in("model", "VSI widths, heads and depth must be >= 1");
+  if (options.dropout < 0.0 || options.dropout >= 1.0) fail_in("model", "VSI dropout must be in [0, 1)");
+  layers = register_module("layers", nn::ModuleList());
+  for (int64_t i = 0; i < options.depth; ++i) layers->push_back(InteractionLayer(dim, options));
+}
+
+torch::Tensor VisualSemanticInteractionImpl::forward(const torch::Tensor& tokens, const torch::Tensor& prompts) {
+  const int64_t batch = tokens.size(0), visual = tokens.size(1);
+  auto batch_prompts = prompts.dim() == 2 ? prompts.unsqueeze(0).expand({batch, prompts.size(0), prompts.size(1)})
+                                          : prompts;
+  auto z = torch::cat({tokens, batch_prompts}, 1);
+  for (const auto& layer : *layers) z = layer->as<InteractionLayer>()->forward(z);
+  return z.slice(1, visual);
+}
+
+// ---- the model ---------------------------------------------------------------------------
+
+CprflModelImpl::CprflModelImpl(std::shared_ptr<Backbone> backbone, torch::Tensor text_embeddings,
+                               const CprflOptions& options)
+    : MultiLabelClassifier(std::move(backbone)), options_(options) {
+  if (options.dim < 1) fail_in("model", "the joint width d must be >= 1");
+  if (!(options.prompt_hidden_ratio > 0.0)) fail_in("model", "prompt_hidden_ratio (tau) must be > 0");
+  const auto hidden = std::max<int64_t>(1, std::llround(options.prompt_hidden_ratio * double(options.dim)));
+  label_emb = register_module("label_emb", PromptInitializer(text_embeddings, options.dim, hidden));
+  num_classes_ = label_emb->text_embeddings().size(0);
+  fc = register_module("fc", nn::Sequential(nn::Linear(backbone_->out_channels(), options.dim)));
+  attention = register_module("attention", VisualSemanticInteraction(options.dim, options.interaction));
+}
+
+torch::Tensor CprflModelImpl::visual_tokens(const torch::Tensor& images) {
+  auto feature_map = backbone_->forward(images);  // [B, d0, h, w]
+  return fc->forward(feature_map.flatten(2).transpose(1, 2));
+}
+
+torch::Tensor CprflModelImpl::score(const torch::Tensor& refined_prompts, const torch::Tensor& prompts) {
+  return (refined_prompts * prompts.unsqueeze(0)).sum(-1);
+}
+
+CprflOutputs CprflModelImpl::forward_all(const torch::Tensor& images) {
+  if (images.dim() != 4 || images.size(1) != 3)
+    fail_in("model", "images must be [batch, 3, height, width], got " + shape_string(images));
+  CprflOutputs out;
+  out.prompts = prompts();
+  auto tokens = visual_tokens(images);
+  out.refined_prompts =
+      attention(tokens, options_.detach_interaction_path ? out.prompts.detach() : out.prompts);
+  out.logits = score(out.refined_prompts, options_.detach_classifier_path ? out.prompts.detach() : out.prompts);
+  return out;
+}
+
+torch::Tensor CprflModelImpl::forward(const torch::Tensor& images) { return forward_all(images).logits; }
+
+std::vector<std::pair<const void*, int64_t>> CprflModelImpl::prompt_cache_key() const {
+  std::vector<std::pair<const void*, int64_t>> key;
+  for (const auto& tensor : named_state(*label_emb)) key.emplace_back(tensor.second.data_ptr(), tensor.second._version());
+  return key;
+}
+
+torch::Tensor CprflModelImpl::prompts() {
+  const bool cacheable = options_.cache_prompts && !is_training() && !torch::GradMode::is_enabled();
+  if (!cacheable) return label_emb->forward();
+  std::lock_guard<std::mutex> lock(cache_mutex_);
+  auto key = prompt_cache_key();
+  if (!cached_prompts_.defined() || key != cached_key_) {
+    cached_prompts_ = label_emb->forward();
+    cached_key_ = std::move(key);
+  }
+  return cached_prompts_;
+}
+
+void CprflModelImpl::invalidate_prompt_cache() {
+  std::lock_guard<std::mutex> lock(cache_mutex_);
+  cached_prompts_ = torch::Tensor();
+  cached_key_.clear();
+}
+
+bool CprflModelImpl::has_cached_prompts() const {
+  std::lock_guard<std::mutex> lock(cache_mutex_);
+  return cached_prompts_.defined();
+}
+
+void CprflModelImpl::train(bool on) {
+  MultiLabelClassifier::train(on);
+  invalidate_prompt_cache();
+}
+
+}  // namespace cprfl

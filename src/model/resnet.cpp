@@ -1,0 +1,156 @@
+#include "cprfl/model/resnet.h"
+
+#include "cprfl/common/error.h"
+
+namespace cprfl {
+
+namespace nn = torch::nn;
+
+namespace {
+
+nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false));
+}
+
+nn::Conv2d conv1x1(int64_t in, int64_t out, int64_t stride) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false));
+}
+
+// The shortcut projection torchvision adds when the shape changes: 1x1 conv + BN.
+nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride) {
+  if (stride == 1 && in == out) return nullptr;
+  return nn::Sequential(conv1x1(in, out, stride), nn::BatchNorm2d(out));
+}
+
+template <typename Block>
+nn::Sequential make_stage(int64_t& in_channels, int64_t planes, int64_t blocks, int64_t stride) {
+  nn::Sequential stage;
+  for (int64_t i = 0; i < blocks; ++i) {
+    stage->push_back(Block(in_channels, planes, i == 0 ? stride : 1));
+    in_channels = planes * Block::Impl::kExpansion;
+  }
+  return stage;
+}
+
+// torchvision's initialisation: Kaiming-normal (fan_out, ReLU) convs; BN weight 1, bias 0
+// (LibTorch's BatchNorm default already).
+void init_convolutions(nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& child : module.modules(/*include_self=*/false))
+    if (auto* conv = child->as<nn::Conv2d>())
+      nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+}
+
+}  // namespace
+
+BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t planes, int64_t stride) {
+  conv1 = register_module("conv1", conv3x3(in_channels, planes, stride));
+  bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+  conv2 = register_module("conv2", conv3x3(planes, planes, 1));
+  bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+  if (auto projection = make_downsample(in_channels, planes * kExpansion, stride))
+    downsample = register_module("downsample", projection);
+}
+
+torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
+  auto out = torch::relu(bn1(conv1(x)));
+  out = bn2(conv2(out));
+  out += downsample ? downsample->forward(x) : x;
+  return torch::relu(out);
+}
+
+BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t planes, int64_t stride) {
+  conv1 = register_module("conv1", conv1x1(in_channels, planes, 1));
+  bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+  conv2 = register_module("conv2", conv3x3(planes, planes, stride));
+  bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+  conv3 = register_module("conv3", conv1x1(planes, planes * kExpansion, 1));
+  bn3 = register_module("bn3", nn::BatchNorm2d(planes * kExpansion));
+  if (auto projection = make_downsample(in_channels, planes * kExpansion, stride))
+    downsample = register_module("downsample", projection);
+}
+
+torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
+  auto out = torch::relu(bn1(conv1(x)));
+  out = torch::relu(bn2(conv2(out)));
+  out = bn3(conv3(out));
+  out += downsample ? downsample->forward(x) : x;
+  return torch::relu(out);
+}
+
+ResNetImpl::ResNetImpl(int64_t depth) : depth_(depth) {
+  std::vector<int64_t> blocks;
+  bool bottleneck = false;
+  switch (depth) {
+    case 18: blocks = {2, 2, 2, 2}; break;
+    case 34: blocks = {3, 4, 6, 3}; break;
+    case 50: blocks = {3, 4, 6, 3}; bottleneck = true; break;
+    case 101: blocks = {3, 4, 23, 3}; bottleneck = true; break;
+    default: fail_in("backbone", "ResNet depth " + std::to_string(depth) + " is not one of 18, 34, 50, 101");
+  }
+  conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(3, 64, 7).stride(2).padding(3).bias(false)));
+  bn1 = register_module("bn1", nn::BatchNorm2d(64));
+  maxpool = register_module("maxpool", nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(2).padding(1)));
+  int64_t channels = 64;
+  auto stage = [&](int64_t planes, int64_t count, int64_t stride) {
+    return bottleneck ? make_stage<Bottleneck>(channels, planes, count, stride)
+                      : make_stage<BasicBlock>(channels, planes, count, stride);
+  };
+  layer1 = register_module("layer1", stage(64, blocks[0], 1));
+  layer2 = register_module("layer2", stage(128, blocks[1], 2));
+  layer3 = register_module("layer3", stage(256, blocks[2], 2));
+  layer4 = register_module("layer4", stage(512, blocks[3], 2));
+  out_channels_ = channels;
+  init_convolutions(*this);
+}
+
+torch::Tensor ResNetImpl::forward(const torch::Tensor& images) {
+  auto x = maxpool(torch::relu(bn1(conv1(images))));
+  x = layer1->forward(x);
+  x = layer2->forward(x);
+  x = layer3->forward(x);
+  return layer4->forward(x);
+}
+
+SmallResNetImpl::SmallResNetImpl(const SmallResNetOptions& options) : options_(options) {
+  const auto& widths = options_.widths;
+  const auto& blocks = options_.blocks;
+  if (widths.empty() || widths.size() != blocks.size())
+    fail_in("backbone", "small ResNet needs as many widths as block counts, and at least one stage (got " +
+                            std::to_string(widths.size()) + " widths, " + std::to_string(blocks.size()) +
+                            " block counts)");
+  for (std::size_t i = 0; i < widths.size(); ++i)
+    if (widths[i] < 1 || blocks[i] < 1)
+      fail_in("backbone", "small ResNet stage " + std::to_string(i + 1) + " needs a width and a block count >= 1");
+  conv1 = register_module("conv1", conv3x3(3, widths[0], 1));
+  bn1 = register_module("bn1", nn::BatchNorm2d(widths[0]));
+  int64_t channels = widths[0];
+  for (std::size_t i = 0; i < widths.size(); ++i)
+    layers_.push_back(register_module("layer" + std::to_string(i + 1),
+                                      make_stage<BasicBlock>(channels, widths[i], blocks[i], 2)));
+  init_convolutions(*this);
+}
+
+torch::Tensor SmallResNetImpl::forward(const torch::Tensor& images) {
+  auto x = torch::relu(bn1(conv1(images)));
+  for (auto& layer : layers_) x = layer->forward(x);
+  return x;
+}
+
+std::vector<std::string> backbone_names() { return {"resnet18", "resnet34", "resnet50", "resnet101", "small"}; }
+
+BuiltBackbone make_backbone(const std::string& name, const SmallResNetOptions& small) {
+  std::shared_ptr<Backbone> module;
+  if (name == "small") {
+    module = SmallResNet(small).ptr();
+  } else if (name == "resnet18" || name == "resnet34" || name == "resnet50" || name == "resnet101") {
+    module = ResNet(std::stoll(name.substr(6))).ptr();
+  } else {
+    std::string valid;
+    for (const auto& known : backbone_names()) valid += (valid.empty() ? "" : ", ") + known;
+    fail_in("backbone", "unknown backbone '" + name + "' (choose one of " + valid + ")");
+  }
+  return {module, module->out_channels()};
+}
+
+}  // namespace cprfl

@@ -1,0 +1,92 @@
+#include "cprfl/model/state_dict.h"
+
+#include <sstream>
+#include <unordered_set>
+
+#include "cprfl/common/error.h"
+
+namespace cprfl {
+
+namespace {
+
+// Lists at most a few names so a wholly wrong file gives a readable message.
+std::string name_list(const std::vector<std::string>& names) {
+  constexpr std::size_t kShown = 8;
+  std::string text;
+  for (std::size_t i = 0; i < names.size() && i < kShown; ++i) text += (i ? ", " : "") + names[i];
+  if (names.size() > kShown) text += ", ... (" + std::to_string(names.size()) + " in all)";
+  return text;
+}
+
+}  // namespace
+
+std::string shape_string(const torch::Tensor& tensor) {
+  if (!tensor.defined()) return "undefined";
+  std::ostringstream out;
+  out << "[";
+  for (int64_t i = 0; i < tensor.dim(); ++i) out << (i ? ", " : "") << tensor.size(i);
+  out << "]";
+  return out.str();
+}
+
+NamedTensors named_state(const torch::nn::Module& module) {
+  NamedTensors state;
+  auto add_own = [&state](const torch::nn::Module& owner, const std::string& prefix) {
+    for (const auto& parameter : owner.named_parameters(/*recurse=*/false))
+      state.emplace_back(prefix + parameter.key(), parameter.value());
+    for (const auto& buffer : owner.named_buffers(/*recurse=*/false))
+      if (buffer.value().defined()) state.emplace_back(prefix + buffer.key(), buffer.value());
+  };
+  add_own(module, "");
+  // include_self=false: the top module need not live in a shared_ptr.
+  for (const auto& item : module.named_modules("", /*include_self=*/false)) add_own(*item.value(), item.key() + ".");
+  return state;
+}
+
+void load_named_state(torch::nn::Module& module, const NamedTensors& state, const std::string& source) {
+  std::unordered_map<std::string, torch::Tensor> targets;
+  std::vector<std::string> target_order;
+  for (auto& [name, tensor] : named_state(module)) {
+    targets.emplace(name, tensor);
+    target_order.push_back(name);
+  }
+
+  std::unordered_set<std::string> seen;
+  std::vector<std::string> unexpected;
+  for (const auto& [name, tensor] : state) {
+    if (!seen.insert(name).second) fail_in(source, "key " + name + " appears more than once");
+    auto target = targets.find(name);
+    if (target == targets.end()) {
+      unexpected.push_back(name);
+      continue;
+    }
+    if (!tensor.defined()) fail_in(source, "key " + name + " holds no tensor");
+    if (tensor.sizes() != target->second.sizes())
+      fail_in(source, "shape mismatch for " + name + ": the state has " + shape_string(tensor) +
+                          ", the model expects " + shape_string(target->second));
+  }
+  std::vector<std::string> missing;
+  for (const auto& name : target_order)
+    if (!seen.count(name)) missing.push_back(name);
+  if (!unexpected.empty())
+    fail_in(source, "unexpected key" + std::string(unexpected.size() > 1 ? "s " : " ") + name_list(unexpected) +
+                        " (not in the model)");
+  if (!missing.empty())
+    fail_in(source, "missing key" + std::string(missing.size() > 1 ? "s " : " ") + name_list(missing) +
+                        " (the model has them, the state does not)");
+
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, tensor] : state) targets.at(name).copy_(tensor);
+}
+
+void load_named_state(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& state,
+                      const std::string& source) {
+  load_named_state(module, NamedTensors(state.begin(), state.end()), source);
+}
+
+void load_named_state(torch::nn::Module& module,
+                      const std::unordered_map<std::string, torch::Tensor>& state, const std::string& source) {
+  load_named_state(module, NamedTensors(state.begin(), state.end()), source);
+}
+
+}  // namespace cprfl
