@@ -129,7 +129,14 @@ TEST(ResNet, SmallResNetHasStride8AndASeparableHead) {
 
   SmallResNetOptions wide;
   wide.widths = {32, 64, 256};
-  EXPECT_EQ(make_backbone("small", wide).out_channels, 256);
+  wide.stem_stride = 1;  // the first halving in layer1 instead of the stem: same 8x8 map
+  auto wide_trunk = make_backbone("small", wide);
+  EXPECT_EQ(wide_trunk.out_channels, 256);
+  EXPECT_EQ(wide_trunk.module->forward(torch::randn({1, 3, 64, 64})).sizes().vec(),
+            (std::vector<int64_t>{1, 256, 8, 8}));
+  SmallResNetOptions bad;
+  bad.blocks = {1, 1};
+  EXPECT_NE(error_of([&] { make_backbone("small", bad); }).find("as many widths as block counts"), std::string::npos);
   EXPECT_NE(error_of([] { make_backbone("vgg16"); }).find("unknown backbone 'vgg16'"), std::string::npos);
 }
 

@@ -122,12 +122,14 @@ SmallResNetImpl::SmallResNetImpl(const SmallResNetOptions& options) : options_(o
   for (std::size_t i = 0; i < widths.size(); ++i)
     if (widths[i] < 1 || blocks[i] < 1)
       fail_in("backbone", "small ResNet stage " + std::to_string(i + 1) + " needs a width and a block count >= 1");
-  conv1 = register_module("conv1", conv3x3(3, widths[0], 1));
+  if (options_.stem_stride != 1 && options_.stem_stride != 2)
+    fail_in("backbone", "small ResNet stem stride must be 1 or 2, got " + std::to_string(options_.stem_stride));
+  conv1 = register_module("conv1", conv3x3(3, widths[0], options_.stem_stride));
   bn1 = register_module("bn1", nn::BatchNorm2d(widths[0]));
   int64_t channels = widths[0];
   for (std::size_t i = 0; i < widths.size(); ++i)
     layers_.push_back(register_module("layer" + std::to_string(i + 1),
-                                      make_stage<BasicBlock>(channels, widths[i], blocks[i], 2)));
+                                      make_stage<BasicBlock>(channels, widths[i], blocks[i], i == 0 ? 2 / options_.stem_stride : 2)));
   init_convolutions(*this);
 }
 

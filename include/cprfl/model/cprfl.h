@@ -123,7 +123,9 @@ struct CprflOptions {
   InteractionOptions interaction;
   // DPBP (§5): both off = the method. detach_classifier_path scores with p_i.detach();
   // detach_interaction_path feeds P.detach() into VSI. Each cuts one of the two paths by
-  // which the loss reaches P and PI.
+  // which the loss reaches P and PI. (The official flags differ slightly: no_cls_grad is
+  // detach_classifier_path, but no_feature_grad detaches VSI's whole output P', which also
+  // stops VSI, φ and the backbone from learning; here only P's input copy is detached.)
   bool detach_classifier_path = false;
   bool detach_interaction_path = false;
   // At inference P = PI(W) is constant: keep it while the model is in eval mode and autograd

@@ -77,14 +77,18 @@ class ResNetImpl : public Backbone {
 TORCH_MODULE(ResNet);
 
 struct SmallResNetOptions {
-  // Channels of each stage; each stage halves the resolution, so 3 stages = stride 8.
-  // The stem (3x3 conv, stride 1) has widths[0] channels. d0 = widths.back().
+  // Channels of each stage; the stem (3x3 conv) has widths[0] channels; d0 = widths.back().
+  // The resolution halves once per stage, so 3 stages = total stride 8.
   std::vector<int64_t> widths{32, 64, 128};
-  // BasicBlocks per stage (the first block of each stage strides by 2).
+  // BasicBlocks per stage.
   std::vector<int64_t> blocks{1, 1, 1};
+  // Where the first halving happens: 2 = in the stem conv (layer1 keeps its input size);
+  // 1 = the stem runs at full resolution and layer1 strides instead. Same total stride;
+  // 2 is the default because it measured much faster (bench/results/model.json).
+  int64_t stem_stride = 2;
 };
 
-// conv1 (3x3, stride 1) -> bn1 -> relu -> layer1 ... layerN (torchvision-style names).
+// conv1 (3x3) -> bn1 -> relu -> layer1 ... layerN (torchvision-style names).
 class SmallResNetImpl : public Backbone {
  public:
   explicit SmallResNetImpl(const SmallResNetOptions& options = {});
