@@ -15,6 +15,7 @@ struct TrainCommandOptions {
   std::string resume;
   bool list_keys = false;
   bool quiet = false;
+  int64_t epochs_this_run = 0;
 };
 
 Runner add_train(CLI::App& root) {
@@ -22,8 +23,11 @@ Runner add_train(CLI::App& root) {
   CLI::App* cmd = root.add_subcommand("train", "Train CPRFL or a baseline; evaluates every epoch and keeps checkpoints");
   cmd->add_option("--config", options->config, "YAML config (see configs/); keys not given keep their defaults");
   cmd->add_option("--set", options->sets, "override a config key, e.g. --set optim.lr=1e-4 (repeatable)");
-  cmd->add_option("--resume", options->resume, "continue the run in this folder from its last checkpoint (uses its config)");
+  cmd->add_option("--resume", options->resume,
+                  "continue the run in this folder from its last checkpoint, with its stored config (--set may override keys)");
   cmd->add_flag("--list-keys", options->list_keys, "print every config key with its type, default and meaning, and exit");
+  cmd->add_option("--epochs-this-run", options->epochs_this_run,
+                  "stop after this many epochs (0 = all); continue later with --resume")->check(CLI::NonNegativeNumber);
   cmd->add_flag("--quiet", options->quiet, "no progress bars");
   return [options] {
     if (options->list_keys) {
@@ -32,12 +36,14 @@ Runner add_train(CLI::App& root) {
     }
     TrainOptions train_options;
     train_options.progress = !options->quiet;
+    train_options.epochs_this_run = options->epochs_this_run;
     Config config;
     if (!options->resume.empty()) {
-      if (!options->config.empty() || !options->sets.empty())
-        throw Error("--resume continues a run with the config stored in its checkpoint; drop --config and --set");
+      if (!options->config.empty())
+        throw Error("--resume continues a run with the config stored in its checkpoint; drop --config (use --set to change a key)");
       config = config_of_run(options->resume);
       config.set("train.out_dir", options->resume, "--resume");
+      for (const auto& assignment : options->sets) config.set_assignment(assignment, "--set");
       train_options.resume = true;
     } else {
       if (!options->config.empty()) config.merge_yaml_file(options->config);

@@ -239,7 +239,8 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
   TrainSummary summary;
   summary.out_dir = out_dir;
   const int64_t eval_every = std::max<int64_t>(1, config.get_int("train.eval_every"));
-  for (int64_t epoch = start_epoch; epoch < epochs; ++epoch) {
+  int64_t end_epoch = options.epochs_this_run > 0 ? std::min(epochs, start_epoch + options.epochs_this_run) : epochs;
+  for (int64_t epoch = start_epoch; epoch < end_epoch; ++epoch) {
     auto epoch_start = std::chrono::steady_clock::now();
     model->train();
     train_loader->start_epoch(epoch);

@@ -21,6 +21,7 @@ namespace cprfl {
 struct TrainOptions {
   bool resume = false;       // continue from <out_dir>/last.cprfl, using its config
   bool progress = true;      // progress bars on stderr
+  int64_t epochs_this_run = 0;  // stop after this many epochs in this call (0 = run to optim.epochs)
 };
 
 struct TrainSummary {
