@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "cprfl/common/error.h"
 #include "cprfl/train/config.h"
 #include "test_support.h"
@@ -58,4 +60,25 @@ TEST(Config, JsonRoundTrip) {
   Config from_yaml;
   from_yaml.merge_yaml_text(config.to_yaml(), "yaml");
   EXPECT_EQ(from_yaml.to_json(), config.to_json());
+}
+
+// Every shipped config parses against the schema (a renamed key would break a user's run).
+TEST(Config, ShippedConfigsParse) {
+  int seen = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(cprfl::testing::source_dir() + "/configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    Config config;
+    EXPECT_NO_THROW(config.merge_yaml_file(entry.path().string())) << entry.path();
+    ++seen;
+  }
+  EXPECT_GE(seen, 6);
+  Config voc;
+  voc.merge_yaml_file(cprfl::testing::source_dir() + "/configs/voc_lt.yaml");
+  EXPECT_EQ(voc.get_string("model.backbone"), "resnet101");
+  EXPECT_EQ(voc.get_int("data.image_size"), 448);
+  EXPECT_EQ(voc.get_int("optim.epochs"), 80);
+  Config paper;
+  paper.merge_yaml_file(cprfl::testing::source_dir() + "/configs/voc_lt_paper.yaml");
+  EXPECT_EQ(paper.get_string("optim.name"), "adam");
+  EXPECT_DOUBLE_EQ(paper.get_float("optim.lr"), 5e-5);
 }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# End to end on the real Fashion-LT benchmark with the tiny CI config:
+# make-fashion-lt → pretrain-backbone (short) → train → eval → predict (JSON and CSV).
+set -euo pipefail
+TOOL=$1
+SOURCE=$2
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$SOURCE"
+
+"$TOOL" make-fashion-lt --out "$WORK/data" > "$WORK/make.log"
+grep -q "T-shirt/top" "$WORK/make.log"
+
+"$TOOL" pretrain-backbone --out "$WORK/backbone.cprfl" --widths 16,32,64 --epochs 1 --max-images 2000 --val-images 500 \
+  > "$WORK/pretrain.log" 2>&1
+grep -q "held-out accuracy" "$WORK/pretrain.log"
+
+"$TOOL" train --config configs/fashion_lt_ci.yaml --quiet \
+  --set data.root="$WORK/data" --set data.train_list="$WORK/data/train.txt" \
+  --set data.test_list="$WORK/data/test.txt" --set data.labels="$WORK/data/labels.txt" \
+  --set model.backbone_weights="$WORK/backbone.cprfl" --set train.out_dir="$WORK/run" > "$WORK/train.log"
+test "$(wc -l < "$WORK/run/metrics.jsonl")" -eq 2
+grep -q '"test_ema"' "$WORK/run/metrics.jsonl"
+
+"$TOOL" eval --model "$WORK/run/last.cprfl" --json "$WORK/eval.json" --save-scores "$WORK/scores.npy" > "$WORK/eval.log" 2>&1
+grep -q "mAP  total" "$WORK/eval.log"
+grep -q '"map_pct"' "$WORK/eval.json"
+# The metrics command reproduces eval's mAP from the saved scores.
+"$TOOL" metrics --scores "$WORK/scores.npy" --targets "$WORK/scores_targets.npy" --logits \
+  --train-list "$WORK/data/train.txt" --json "$WORK/metrics.json" > /dev/null 2>&1
+eval_map=$(grep -m1 '"map_pct"' "$WORK/eval.json" | tr -dc '0-9.')
+metrics_map=$(grep -m1 '"map_pct"' "$WORK/metrics.json" | tr -dc '0-9.')
+test "$eval_map" = "$metrics_map"
+
+"$TOOL" predict --model "$WORK/run/last.cprfl" "$WORK/data/images/test/000000.png" "$WORK/data/images/test/000001.png" \
+  --top-k 3 --out "$WORK/pred.json"
+test "$(grep -c '"probability"' "$WORK/pred.json")" -eq 20
+grep -q '"predicted"' "$WORK/pred.json"
+"$TOOL" predict --model "$WORK/run/last.cprfl" "$WORK/data/images/test/000000.png" --format csv > "$WORK/pred.csv"
+head -1 "$WORK/pred.csv" | grep -q "T-shirt/top logit"
+test "$(wc -l < "$WORK/pred.csv")" -eq 2
+echo "e2e: make-fashion-lt, pretrain-backbone, train, eval, metrics, predict all passed (eval mAP $eval_map)"
