@@ -1,0 +1,42 @@
+// cprfl summarize: mean ± std of the final test mAP (total/head/medium/tail) over run folders.
+#include <iostream>
+#include <memory>
+
+#include "command.h"
+#include "cprfl/eval/run_summary.h"
+#include "cprfl/io/atomic_file.h"
+
+namespace cprfl::app {
+namespace {
+
+struct SummarizeOptions {
+  std::vector<std::string> runs;
+  std::string json;
+  std::string markdown;
+  bool no_ema = false;
+};
+
+Runner add_summarize(CLI::App& root) {
+  auto options = std::make_shared<SummarizeOptions>();
+  CLI::App* cmd = root.add_subcommand(
+      "summarize", "Table of final test mAP over runs; folders named <variant>_seed<k> are averaged per variant");
+  cmd->add_option("runs", options->runs, "run folders (each with metrics.jsonl)")->required();
+  cmd->add_option("--json", options->json, "write the summary and per-run figures as JSON");
+  cmd->add_option("--markdown", options->markdown, "write the Markdown table to this file too");
+  cmd->add_flag("--no-ema", options->no_ema, "use the raw model's figures even when EMA figures exist");
+  return [options] {
+    std::vector<RunFigures> runs;
+    for (const auto& dir : options->runs) runs.push_back(read_run_figures(dir, !options->no_ema));
+    auto summaries = summarize_runs(runs);
+    std::string table = format_markdown(summaries);
+    std::cout << table;
+    if (!options->markdown.empty()) write_file_atomic(options->markdown, table);
+    if (!options->json.empty()) write_file_atomic(options->json, to_json(summaries, runs).dump(2) + "\n");
+    return 0;
+  };
+}
+
+RegisterCommand registration("summarize", add_summarize);
+
+}  // namespace
+}  // namespace cprfl::app
