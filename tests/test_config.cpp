@@ -6,18 +6,9 @@
 #include "cprfl/train/config.h"
 #include "test_support.h"
 
-using namespace cprfl;
+using cprfl::testing::error_of;
 
-namespace {
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-}  // namespace
+using namespace cprfl;
 
 TEST(Config, DefaultsAndYamlOverlay) {
   Config config;

@@ -7,6 +7,9 @@
 #include "cprfl/common/error.h"
 #include "cprfl/model/cprfl.h"
 #include "cprfl/model/state_dict.h"
+#include "test_support.h"
+
+using cprfl::testing::error_of;
 
 using namespace cprfl;
 
@@ -14,14 +17,6 @@ namespace {
 
 constexpr int64_t kClasses = 3, kTextWidth = 6, kDim = 8, kHeads = 2, kHeadDim = 4, kFfn = 16;
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::map<std::string, torch::Tensor> state_map(const torch::nn::Module& module) {
   std::map<std::string, torch::Tensor> map;

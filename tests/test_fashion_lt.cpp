@@ -20,20 +20,14 @@
 #include "cprfl/data/list_file.h"
 #include "test_support.h"
 
+using cprfl::testing::error_of;
+
 using namespace cprfl;
 using cprfl::testing::read_text;
 using cprfl::testing::TempDir;
 
 namespace {
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // An IDX file: magic (0, 0, type, dims), big-endian sizes, then the data.
 std::string idx_bytes(const std::vector<std::uint32_t>& dims, std::size_t data_size, std::uint8_t type = 0x08,

@@ -11,6 +11,8 @@
 #include "cprfl/data/image.h"
 #include "test_support.h"
 
+using cprfl::testing::error_of;
+
 using namespace cprfl;
 using cprfl::testing::TempDir;
 using cprfl::testing::write_text;
@@ -19,14 +21,6 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 void write_bytes(const std::string& path, const Bytes& bytes) {
   std::ofstream out(path, std::ios::binary);

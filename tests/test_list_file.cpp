@@ -5,22 +5,11 @@
 #include "cprfl/data/list_file.h"
 #include "test_support.h"
 
+using cprfl::testing::error_of;
+
 using namespace cprfl;
 using cprfl::testing::TempDir;
 using cprfl::testing::write_text;
-
-namespace {
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-}  // namespace
 
 TEST(ListFile, ParsesIdsTrailingSpacesCrlfAndPathOnlyLines) {
   TempDir dir;

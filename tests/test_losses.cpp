@@ -5,19 +5,14 @@
 
 #include "cprfl/common/error.h"
 #include "cprfl/loss/losses.h"
+#include "test_support.h"
+
+using cprfl::testing::error_of;
 
 using namespace cprfl;
 
 namespace {
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 torch::Tensor row(std::vector<double> values) { return torch::tensor(values, torch::kDouble).unsqueeze(0); }
 

@@ -5,19 +5,14 @@
 
 #include "cprfl/common/error.h"
 #include "cprfl/eval/metrics.h"
+#include "test_support.h"
+
+using cprfl::testing::error_of;
 
 using namespace cprfl;
 
 namespace {
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A tiny probability matrix, 4 images × 3 classes, used by several tests.
 //            c0    c1    c2          targets

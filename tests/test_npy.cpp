@@ -10,20 +10,14 @@
 #include "cprfl/io/npy.h"
 #include "test_support.h"
 
+using cprfl::testing::error_of;
+
 using namespace cprfl;
 using cprfl::testing::TempDir;
 using cprfl::testing::write_text;
 
 namespace {
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A .npy file built by hand: preamble for the given version, the header text (padded with
 // spaces and a newline to a multiple of 64 bytes unless `pad` is false), then the data.

@@ -7,19 +7,14 @@
 #include "cprfl/model/classifier.h"
 #include "cprfl/model/resnet.h"
 #include "cprfl/model/state_dict.h"
+#include "test_support.h"
+
+using cprfl::testing::error_of;
 
 using namespace cprfl;
 
 namespace {
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::map<std::string, torch::Tensor> state_map(const torch::nn::Module& module) {
   std::map<std::string, torch::Tensor> map;

@@ -10,6 +10,8 @@
 #include "test_support.h"
 #include "tiny_dataset.h"
 
+using cprfl::testing::error_of;
+
 using namespace cprfl;
 using cprfl::testing::TempDir;
 
@@ -22,14 +24,6 @@ TrainOptions quiet(int64_t epochs_this_run = 0) {
   return options;
 }
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 

@@ -10,6 +10,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "cprfl/common/error.h"
+
 namespace cprfl::testing {
 
 TempDir::TempDir() {
@@ -47,6 +49,15 @@ CommandResult run_cprfl(const std::string& arguments) {
   int status = pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
+}
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const cprfl::Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 std::string source_dir() { return CPRFL_SOURCE_DIR; }

@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the test files: scratch folders, small files, and running the real
 // cprfl binary the way a user does.
+#include <functional>
 #include <string>
 
 namespace cprfl::testing {
@@ -29,6 +30,9 @@ struct CommandResult {
 
 // Runs `cprfl <arguments>` (the binary built beside the tests) through the shell.
 CommandResult run_cprfl(const std::string& arguments);
+
+// Runs `action`; returns the message of the cprfl::Error it throws, or "" if it throws none.
+std::string error_of(const std::function<void()>& action);
 
 // The project's source folder (for data/ files).
 std::string source_dir();
