@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "command.h"
+#include "cprfl/common/device.h"
 #include "cprfl/common/error.h"
 #include "cprfl/data/list_file.h"
 #include "cprfl/data/loader.h"
@@ -26,6 +27,8 @@ struct EvalOptions {
   int batch_size = 64;
   int workers = 2;
   std::string on_bad_image = "error";
+  std::string labels;
+  std::string device = "auto";
 };
 
 Runner add_eval(CLI::App& root) {
@@ -33,6 +36,8 @@ Runner add_eval(CLI::App& root) {
   CLI::App* cmd = root.add_subcommand("eval", "Evaluate a model: mAP, head/medium/tail mAP, per-class AP, OP/OR/OF1/CP/CR/CF1");
   cmd->add_option("--model", options->model, "model file or checkpoint (.cprfl)")->required();
   cmd->add_option("--list", options->list, "list file to evaluate (default: data.test_list of the model's config)");
+  cmd->add_option("--labels", options->labels, "labels file of the list; must name the model's classes in its order");
+  cmd->add_option("--device", options->device, "compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--root", options->root, "folder the list's paths are relative to (default: data.root of the config)");
   cmd->add_option("--json", options->json, "write the full metrics as JSON here");
   cmd->add_option("--save-scores", options->scores, "write the logits [N, C] as .npy here (targets beside it as *_targets.npy)");
@@ -49,6 +54,10 @@ Runner add_eval(CLI::App& root) {
     int num_classes = static_cast<int>(loaded.info.class_names.size());
     std::string list_path = options->list.empty() ? config.get_string("data.test_list") : options->list;
     std::string root_dir = options->root.empty() ? config.get_string("data.root") : options->root;
+    if (!options->labels.empty() && read_labels(options->labels) != loaded.info.class_names) {
+      throw Error(options->labels + ": its classes differ from the model's (" + std::to_string(num_classes) +
+                  " classes, starting '" + loaded.info.class_names.front() + "'); evaluate with the list the model was trained for");
+    }
     auto list = read_image_list(list_path, num_classes);
     TransformConfig transform;
     transform.image_size = static_cast<int>(config.get_int("data.image_size"));
@@ -61,7 +70,9 @@ Runner add_eval(CLI::App& root) {
     loader_options.workers = options->workers;
     loader_options.bad_images = bad_image_policy_named(options->on_bad_image);
     DataLoader loader(dataset, loader_options);
-    auto predictions = predict_all(*loaded.model, loader, torch::kCPU, "eval");
+    auto device = pick_device(options->device);
+    loaded.model->to(device);
+    auto predictions = predict_all(*loaded.model, loader, device, "eval");
     MetricsOptions metric_options;
     metric_options.threshold = options->threshold;
     metric_options.top_k = options->top_k;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "cprfl/common/device.h"
 #include "cprfl/common/error.h"
 #include "cprfl/data/image.h"
 #include "cprfl/data/transforms.h"
@@ -24,6 +25,7 @@ struct PredictOptions {
   std::string out;
   int batch_size = 32;
   bool no_ema = false;
+  std::string device = "auto";
 };
 
 std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
@@ -70,8 +72,11 @@ Runner add_predict(CLI::App& root) {
   cmd->add_option("--out", options->out, "write here instead of standard output");
   cmd->add_option("--batch-size", options->batch_size, "images per forward pass")->check(CLI::PositiveNumber);
   cmd->add_flag("--no-ema", options->no_ema, "use the raw weights instead of the EMA weights");
+  cmd->add_option("--device", options->device, "compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   return [options] {
     auto loaded = load_model_file(options->model, !options->no_ema);
+    auto device = pick_device(options->device);
+    loaded.model->to(device);
     const auto& config = loaded.info.config;
     const auto& names = loaded.info.class_names;
     TransformConfig transform_config;
@@ -93,7 +98,7 @@ Runner add_predict(CLI::App& root) {
       auto images = torch::empty({static_cast<int64_t>(count), 3, transform.output_size(), transform.output_size()});
       for (std::size_t i = 0; i < count; ++i)
         transform.apply(read_image(files[start + i]), unused_rng, images[static_cast<int64_t>(i)].data_ptr<float>());
-      auto logits = loaded.model->forward(images).to(torch::kFloat).contiguous();
+      auto logits = loaded.model->forward(images.to(device)).to(torch::kCPU, torch::kFloat).contiguous();
       auto probabilities = torch::sigmoid(logits);
       for (std::size_t i = 0; i < count; ++i) {
         auto row_logits = logits[static_cast<int64_t>(i)];

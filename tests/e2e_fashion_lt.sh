@@ -32,6 +32,11 @@ eval_map=$(grep -m1 '"map_pct"' "$WORK/eval.json" | tr -dc '0-9.')
 metrics_map=$(grep -m1 '"map_pct"' "$WORK/metrics.json" | tr -dc '0-9.')
 test "$eval_map" = "$metrics_map"
 
+# A list for other classes is refused with a message, not evaluated.
+printf 'cat\ndog\n' > "$WORK/other_labels.txt"
+if "$TOOL" eval --model "$WORK/run/last.cprfl" --labels "$WORK/other_labels.txt" > "$WORK/bad.log" 2>&1; then exit 1; fi
+grep -q "its classes differ from the model's" "$WORK/bad.log"
+
 "$TOOL" predict --model "$WORK/run/last.cprfl" "$WORK/data/images/test/000000.png" "$WORK/data/images/test/000001.png" \
   --top-k 3 --out "$WORK/pred.json"
 test "$(grep -c '"probability"' "$WORK/pred.json")" -eq 20

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "cprfl/common/device.h"
 #include "cprfl/common/error.h"
 #include "cprfl/common/progress.h"
 #include "cprfl/data/class_stats.h"
@@ -27,13 +28,6 @@ namespace {
 
 const char* kCheckpointName = "last.cprfl";
 const char* kBestName = "best.cprfl";
-
-torch::Device pick_device(const std::string& name) {
-  if (name == "cuda" && !torch::cuda::is_available())
-    throw Error("train.device = cuda, but no CUDA device is available to this LibTorch build");
-  if (name == "cuda" || (name == "auto" && torch::cuda::is_available())) return torch::Device(torch::kCUDA);
-  return torch::Device(torch::kCPU);
-}
 
 // Training and validation parts of the training list: a seeded, fixed split.
 std::pair<ImageList, ImageList> split_validation(const ImageList& list, double fraction, uint64_t seed) {
