@@ -2,12 +2,15 @@
 
 #include <caffe2/serialize/inline_container.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <new>
 #include <unordered_map>
+
+#include <zlib.h>
 
 #include "cprfl/common/error.h"
 
@@ -100,9 +103,102 @@ bool checked_add(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_ove
 
 // ---------------------------------------------------------------------------------------
 
+// The records of a torch.save zip, each checked against the CRC-32 that the zip's central
+// directory holds for it (LibTorch's reader does not check them, so a flipped bit in the
+// tensor data would otherwise pass silently).
+class ZipRecords {
+ public:
+  explicit ZipRecords(const std::string& path) : path_(path), reader_(path) { read_checksums(); }
+
+  bool has(const std::string& name) { return reader_.hasRecord(name); }
+
+  std::tuple<at::DataPtr, std::size_t> get(const std::string& name) {
+    auto [data, size] = reader_.getRecord(name);
+    auto expected = checksums_.find(name);
+    if (expected == checksums_.end()) fail_in(path_, "record '" + name + "' is missing from the zip directory");
+    uLong crc = crc32(0L, Z_NULL, 0);
+    const auto* bytes = static_cast<const Bytef*>(data.get());
+    for (std::size_t done = 0; done < size;) {
+      auto chunk = static_cast<uInt>(std::min<std::size_t>(size - done, 1u << 30));
+      crc = crc32(crc, bytes + done, chunk);
+      done += chunk;
+    }
+    if (static_cast<uint32_t>(crc) != expected->second)
+      fail_in(path_, "record '" + name + "' fails its CRC-32 check (the file is corrupted)");
+    return {std::move(data), size};
+  }
+
+ private:
+  std::string read_at(uint64_t offset, uint64_t count) {
+    if (offset > file_size_ || count > file_size_ - offset) fail_in(path_, "has a corrupted zip directory");
+    std::string bytes(count, '\0');
+    file_.seekg(static_cast<std::streamoff>(offset));
+    file_.read(bytes.data(), static_cast<std::streamsize>(count));
+    if (!file_) fail_in(path_, "cannot read its zip directory");
+    return bytes;
+  }
+  static uint64_t le(const std::string& bytes, std::size_t at, int width) {
+    uint64_t value = 0;
+    for (int i = width - 1; i >= 0; --i) value = (value << 8) | static_cast<uint8_t>(bytes[at + i]);
+    return value;
+  }
+
+  // CRC-32 of every entry, by its name without the archive folder ("data/0").
+  void read_checksums() {
+    file_.open(path_, std::ios::binary);
+    file_.seekg(0, std::ios::end);
+    file_size_ = static_cast<uint64_t>(file_.tellg());
+    // End of central directory: 22 bytes + a comment of up to 65535.
+    const uint64_t tail_size = std::min<uint64_t>(file_size_, 22 + 65535);
+    const std::string tail = read_at(file_size_ - tail_size, tail_size);
+    std::size_t eocd = std::string::npos;
+    for (std::size_t i = tail.size() >= 22 ? tail.size() - 22 + 1 : 0; i-- > 0;)
+      if (le(tail, i, 4) == 0x06054b50) {
+        eocd = i;
+        break;
+      }
+    if (eocd == std::string::npos) fail_in(path_, "has no zip directory");
+    uint64_t entries = le(tail, eocd + 10, 2);
+    uint64_t directory_size = le(tail, eocd + 12, 4);
+    uint64_t directory_offset = le(tail, eocd + 16, 4);
+    if (directory_offset == 0xFFFFFFFFu || entries == 0xFFFFu || directory_size == 0xFFFFFFFFu) {
+      // Zip64: a locator just before the end record points to the zip64 end record.
+      const uint64_t eocd_in_file = file_size_ - tail_size + eocd;
+      if (eocd_in_file < 20) fail_in(path_, "has a corrupted zip directory");
+      std::string locator = read_at(eocd_in_file - 20, 20);
+      if (le(locator, 0, 4) != 0x07064b50) fail_in(path_, "has a corrupted zip64 directory");
+      std::string end64 = read_at(le(locator, 8, 8), 56);
+      if (le(end64, 0, 4) != 0x06064b50) fail_in(path_, "has a corrupted zip64 directory");
+      entries = le(end64, 32, 8);
+      directory_size = le(end64, 40, 8);
+      directory_offset = le(end64, 48, 8);
+    }
+    const std::string directory = read_at(directory_offset, directory_size);
+    std::size_t at = 0;
+    for (uint64_t i = 0; i < entries; ++i) {
+      if (directory.size() - at < 46 || le(directory, at, 4) != 0x02014b50)
+        fail_in(path_, "has a corrupted zip directory");
+      const uint32_t crc = static_cast<uint32_t>(le(directory, at + 16, 4));
+      const std::size_t name_length = le(directory, at + 28, 2);
+      const std::size_t entry_size = 46 + name_length + le(directory, at + 30, 2) + le(directory, at + 32, 2);
+      if (directory.size() - at < entry_size) fail_in(path_, "has a corrupted zip directory");
+      std::string name = directory.substr(at + 46, name_length);
+      auto slash = name.find('/');
+      checksums_[slash == std::string::npos ? name : name.substr(slash + 1)] = crc;
+      at += entry_size;
+    }
+  }
+
+  const std::string& path_;
+  caffe2::serialize::PyTorchStreamReader reader_;
+  std::ifstream file_;
+  uint64_t file_size_ = 0;
+  std::map<std::string, uint32_t> checksums_;
+};
+
 class Unpickler {
  public:
-  Unpickler(const std::string& path, const char* data, std::size_t size, caffe2::serialize::PyTorchStreamReader& reader)
+  Unpickler(const std::string& path, const char* data, std::size_t size, ZipRecords& reader)
       : path_(path), data_(data), size_(size), reader_(reader) {}
 
   ~Unpickler() {
@@ -580,8 +676,8 @@ class Unpickler {
     auto cached = storages_.find(storage.text);
     if (cached != storages_.end()) return cached->second;
     const std::string record = "data/" + storage.text;
-    if (!reader_.hasRecord(record)) bad("refers to storage record '" + record + "', which the file lacks");
-    auto [data_ptr, record_size] = reader_.getRecord(record);
+    if (!reader_.has(record)) bad("refers to storage record '" + record + "', which the file lacks");
+    auto [data_ptr, record_size] = reader_.get(record);
     auto holder = std::make_shared<at::DataPtr>(std::move(data_ptr));
     auto bytes = torch::from_blob(holder->get(), {static_cast<int64_t>(record_size)},
                                   [holder](void*) {}, torch::TensorOptions().dtype(torch::kByte));
@@ -630,7 +726,7 @@ class Unpickler {
   const char* data_;
   std::size_t size_;
   std::size_t pos_ = 0;
-  caffe2::serialize::PyTorchStreamReader& reader_;
+  ZipRecords& reader_;
   std::vector<Node> stack_;
   std::vector<std::size_t> marks_;
   std::unordered_map<std::size_t, Node> memo_;
@@ -656,14 +752,14 @@ std::string read_prefix(const std::string& path, std::size_t count) {
 }
 
 TorchFileValue read_zip(const std::string& path) {
-  caffe2::serialize::PyTorchStreamReader reader(path);
-  if (reader.hasRecord("byteorder")) {
-    auto [order, order_size] = reader.getRecord("byteorder");
+  ZipRecords reader(path);
+  if (reader.has("byteorder")) {
+    auto [order, order_size] = reader.get("byteorder");
     std::string text(static_cast<const char*>(order.get()), order_size);
     if (text != "little") fail_in(path, "stores its tensors in '" + text + "' byte order; only little-endian is read");
   }
-  if (!reader.hasRecord("data.pkl")) fail_in(path, "is a zip file without a data.pkl record (not written by torch.save)");
-  auto [pickle, pickle_size] = reader.getRecord("data.pkl");
+  if (!reader.has("data.pkl")) fail_in(path, "is a zip file without a data.pkl record (not written by torch.save)");
+  auto [pickle, pickle_size] = reader.get("data.pkl");
   Unpickler unpickler(path, static_cast<const char*>(pickle.get()), pickle_size, reader);
   Node root = unpickler.run();
   unpickler.set_conversion_limit(4 * pickle_size + 16);
