@@ -607,25 +607,26 @@ class Unpickler {
     auto expect = [&](std::size_t size) {
       if (bytes.size() != size) bad("numpy scalar of type " + code + " has " + std::to_string(bytes.size()) + " bytes");
     };
-    auto load = [&](auto value) {
+    auto load = [&](auto value) {  // the raw bytes as `value`'s type, size checked first
+      expect(sizeof value);
       std::memcpy(&value, bytes.data(), sizeof value);
       return value;
     };
     if (code == "f8" || code == "f4" || code == "f2") {
       node->kind = Obj::Kind::Float;
-      if (code == "f8") expect(8), node->number = load(double{});
-      if (code == "f4") expect(4), node->number = load(float{});
-      if (code == "f2") expect(2), node->number = static_cast<float>(c10::Half(load(uint16_t{}), c10::Half::from_bits()));
+      if (code == "f8") node->number = load(double{});
+      if (code == "f4") node->number = load(float{});
+      if (code == "f2") node->number = static_cast<float>(c10::Half(load(uint16_t{}), c10::Half::from_bits()));
     } else if (code == "i8" || code == "i4" || code == "i2" || code == "i1" || code == "u4" || code == "u2" ||
                code == "u1") {
       node->kind = Obj::Kind::Int;
-      if (code == "i8") expect(8), node->integer = load(int64_t{});
-      if (code == "i4") expect(4), node->integer = load(int32_t{});
-      if (code == "i2") expect(2), node->integer = load(int16_t{});
-      if (code == "i1") expect(1), node->integer = load(int8_t{});
-      if (code == "u4") expect(4), node->integer = load(uint32_t{});
-      if (code == "u2") expect(2), node->integer = load(uint16_t{});
-      if (code == "u1") expect(1), node->integer = load(uint8_t{});
+      if (code == "i8") node->integer = load(int64_t{});
+      if (code == "i4") node->integer = load(int32_t{});
+      if (code == "i2") node->integer = load(int16_t{});
+      if (code == "i1") node->integer = load(int8_t{});
+      if (code == "u4") node->integer = load(uint32_t{});
+      if (code == "u2") node->integer = load(uint16_t{});
+      if (code == "u1") node->integer = load(uint8_t{});
     } else if (code == "b1") {
       expect(1);
       node->kind = Obj::Kind::Bool;

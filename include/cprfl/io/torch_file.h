@@ -4,8 +4,9 @@
 // own reader; `data.pkl` is decoded by a small restricted unpickler that builds only plain
 // data (none, bools, numbers, strings, lists, tuples, dicts, tensors, numpy scalars as
 // numbers) and refuses every other global, so nothing in a file is ever executed (the same
-// allow-list idea as PyTorch's weights_only=True). Every size is checked against the bytes
-// present before anything is allocated: a malformed file is a cprfl::Error naming it.
+// allow-list idea as PyTorch's weights_only=True). Every record is checked against its zip
+// CRC-32 and every size against the bytes present before anything is allocated: a malformed
+// file is a cprfl::Error naming it.
 #include <torch/types.h>
 
 #include <cstdint>
