@@ -6,6 +6,7 @@
 #include "cprfl/common/text.h"
 #include "cprfl/io/npy.h"
 #include "cprfl/io/tensor_file.h"
+#include "cprfl/io/torch_file.h"
 #include "cprfl/model/cprfl.h"
 #include "cprfl/model/state_dict.h"
 
@@ -76,6 +77,17 @@ std::shared_ptr<MultiLabelClassifier> build_model(const Config& config, int64_t 
 }
 
 void load_backbone_weights(MultiLabelClassifier& model, const std::string& path) {
+  if (looks_like_zip_file(path)) {
+    // A torch.save file (a torchvision state dict): the backbone takes everything but the
+    // ImageNet classifier, floating tensors as float32 (a half-precision file is converted).
+    NamedTensors state;
+    for (auto& [name, tensor] : read_torch_state_dict(path)) {
+      if (name == "fc.weight" || name == "fc.bias") continue;
+      state.emplace_back(name, tensor.is_floating_point() ? tensor.to(torch::kFloat) : tensor);
+    }
+    load_named_state(*model.backbone(), state, path);
+    return;
+  }
   auto file = load_tensor_file(path);
   if (file.meta.value("kind", "") != "backbone")
     fail_in(path, "not a backbone weights file (made by `cprfl pretrain-backbone`)");

@@ -28,7 +28,8 @@ torch::Tensor load_prompt_embeddings(const Config& config, int64_t num_classes);
 std::shared_ptr<MultiLabelClassifier> build_model(const Config& config, int64_t num_classes,
                                                   const torch::Tensor& prompt_embeddings);
 
-// Loads trunk weights saved by `cprfl pretrain-backbone` into the model's backbone.
+// Loads trunk weights into the model's backbone: a file saved by `cprfl pretrain-backbone`, or
+// a torch.save state dict with torchvision names (a `.pth`; fc.* is dropped, strict otherwise).
 void load_backbone_weights(MultiLabelClassifier& model, const std::string& path);
 
 }  // namespace cprfl
