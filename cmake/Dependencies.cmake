@@ -6,6 +6,8 @@ find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(ZLIB REQUIRED)
 find_package(JPEG REQUIRED)          # decoded directly: strict about truncated/corrupt files
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)  # Unicode categories and case mapping for the CLIP tokenizer
 
 # Debian ships OpenCV's CMake config only with the heavy libopencv-dev meta package, so the
 # three modules we use are found directly.
@@ -25,7 +27,7 @@ add_library(cprfl_deps INTERFACE)
 target_include_directories(cprfl_deps SYSTEM INTERFACE ${CPRFL_OPENCV_INCLUDE} ${TORCH_INCLUDE_DIRS})
 target_link_libraries(cprfl_deps INTERFACE
   ${TORCH_LIBRARIES} ${CPRFL_OPENCV_LIBS} CLI11::CLI11 yaml-cpp nlohmann_json::nlohmann_json
-  ZLIB::ZLIB JPEG::JPEG Threads::Threads)
+  ZLIB::ZLIB JPEG::JPEG PkgConfig::UTF8PROC Threads::Threads)
 if(TORCH_CXX_FLAGS)
   separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
   target_compile_options(cprfl_deps INTERFACE ${_torch_flags})

@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake pkg-config git
   libtorch-dev libopenblas0-openmp            # tensors/autograd; a fast BLAS for LibTorch
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libjpeg-dev
-  libcli11-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev
+  libcli11-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev libutf8proc-dev
   libgtest-dev libbenchmark-dev
   dataset-fashion-mnist                       # the images Fashion-LT is built from
 )
