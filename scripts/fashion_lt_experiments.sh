@@ -9,12 +9,13 @@ cd "$(dirname "$0")/.."
 TOOL=build/cprfl
 RUNS=${RUNS:-runs}
 DATA="$RUNS/fashion-lt"
-BACKBONE="$RUNS/backbone_small.cprfl"
+BACKBONE="$RUNS/backbone_small_2ep.cprfl"
 OUT="$RUNS/experiments"
 SEEDS=${SEEDS:-"0 1 2"}
 [ -x "$TOOL" ] || bash scripts/setup.sh
 [ -f "$DATA/stats.json" ] || "$TOOL" make-fashion-lt --out "$DATA" > /dev/null
-[ -f "$BACKBONE" ] || "$TOOL" pretrain-backbone --out "$BACKBONE"
+# The recorded table used a 2-epoch backbone (88.1% held-out); the demo pretrains 3 epochs.
+[ -f "$BACKBONE" ] || "$TOOL" pretrain-backbone --epochs 2 --out "$BACKBONE"
 
 VARIANTS=(
   "linear_bce|model.type=linear loss.name=bce"
