@@ -536,6 +536,12 @@ class Unpickler {
       node->text = full;
       return node;
     }
+    if (options_.torchscript_objects && torchscript_helper(full)) {
+      auto node = std::make_shared<Obj>();
+      node->kind = Obj::Kind::Global;
+      node->text = full;
+      return node;
+    }
     if (!allowed_global(full))
       bad("refuses to load global '" + full + "' (only tensors, dicts, lists and numbers are read)");
     auto node = std::make_shared<Obj>();
@@ -573,10 +579,23 @@ class Unpickler {
     return object;
   }
 
+  // What TorchScript's pickler wraps typed containers in; all of them give back their value.
+  static bool torchscript_helper(const std::string& name) {
+    return name == "torch.jit._pickle.restore_type_tag" || name == "torch.jit._pickle.build_intlist" ||
+           name == "torch.jit._pickle.build_doublelist" || name == "torch.jit._pickle.build_boollist" ||
+           name == "torch.jit._pickle.build_tensorlist";
+  }
+
   Node reduce(const Node& callable, const Node& args) {
     if (callable->kind == Obj::Kind::Class) return new_object(callable, args);
     if (callable->kind != Obj::Kind::Global) bad(std::string("calls a ") + kind_name(callable->kind));
     const std::string& name = callable->text;
+    if (torchscript_helper(name)) {  // restore_type_tag(value, type name), build_*list(list)
+      const auto& a = args_of(args, name, 1, 2);
+      if (name != "torch.jit._pickle.restore_type_tag" && a[0]->kind != Obj::Kind::List)
+        bad("calls " + name + " on a " + kind_name(a[0]->kind));
+      return a[0];
+    }
     if (name == "collections.OrderedDict") {
       args_of(args, name, 0, 0);
       return container(Obj::Kind::Dict);

@@ -44,7 +44,9 @@ struct TorchFileValue {
 
 struct TorchFileOptions {
   // Also read TorchScript archives: a `__torch__.*` class is allowed as an opaque class whose
-  // objects (NEWOBJ or REDUCE with no arguments) keep the attribute dict set by BUILD.
+  // objects (NEWOBJ or REDUCE with no arguments) keep the attribute dict set by BUILD, and
+  // the wrappers of typed containers (torch.jit._pickle.restore_type_tag, build_intlist, ...)
+  // give back the container.
   bool torchscript_objects = false;
 };
 
