@@ -76,7 +76,8 @@ Runner add_eval(CLI::App& root) {
     MetricsOptions metric_options;
     metric_options.threshold = options->threshold;
     metric_options.top_k = options->top_k;
-    metric_options.train_counts = loaded.info.class_counts;
+    // No training counts (an import without --train-list): no head/medium/tail groups.
+    if (loaded.info.num_train_images > 0) metric_options.train_counts = loaded.info.class_counts;
     metric_options.group_thresholds = {config.get_int("data.head_min"), config.get_int("data.tail_below")};
     metric_options.class_names = loaded.info.class_names;
     auto metrics = score_predictions(predictions, metric_options);
