@@ -70,13 +70,13 @@ torch::Tensor resize_positional_embedding(const torch::Tensor& embedding, int64_
 
 // ---- ModifiedResNet -----------------------------------------------------------------------
 
-ClipDownsampleImpl::ClipDownsampleImpl(int64_t in_channels, int64_t out_channels, int64_t stride) {
+ClipDownsampleImpl::ClipDownsampleImpl(int64_t in_channels, int64_t out_channels, int64_t stride) : stride_(stride) {
   pool = register_module("-1", nn::AvgPool2d(nn::AvgPool2dOptions(stride)));
   conv = register_module("0", cprfl::conv(in_channels, out_channels, 1));
   bn = register_module("1", nn::BatchNorm2d(out_channels));
 }
 
-torch::Tensor ClipDownsampleImpl::forward(const torch::Tensor& x) { return bn(conv(pool(x))); }
+torch::Tensor ClipDownsampleImpl::forward(const torch::Tensor& x) { return bn(conv(stride_ > 1 ? pool(x) : x)); }
 
 ClipBottleneckImpl::ClipBottleneckImpl(int64_t in_channels, int64_t planes, int64_t stride) : stride_(stride) {
   conv1 = register_module("conv1", conv(in_channels, planes, 1));

@@ -63,6 +63,7 @@ class ClipDownsampleImpl : public torch::nn::Module {
   torch::nn::AvgPool2d pool{nullptr};
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
+  int64_t stride_;  // 1: the pool is the identity and is skipped
 };
 TORCH_MODULE(ClipDownsample);
 
