@@ -196,7 +196,7 @@ TEST(Transforms, ConfigErrorsNameTheField) {
   };
   TransformConfig config;
   config.normalize = "zscore";
-  EXPECT_NE(message(config).find("normalize must be 'imagenet' or 'none', got 'zscore'"), std::string::npos);
+  EXPECT_NE(message(config).find("normalize must be 'imagenet', 'clip' or 'none', got 'zscore'"), std::string::npos);
   config = {};
   config.image_size = 0;
   EXPECT_NE(message(config).find("image_size"), std::string::npos);

@@ -261,13 +261,20 @@ Normalization normalization_named(const std::string& name) {
       n.scale[c] = 1.0f / (255.0f * stdev[c]);
       n.bias[c] = -mean[c] / stdev[c];
     }
+  } else if (name == "clip") {
+    // OpenAI CLIP's preprocessing statistics.
+    const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f}, stdev[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    for (int c = 0; c < 3; ++c) {
+      n.scale[c] = 1.0f / (255.0f * stdev[c]);
+      n.bias[c] = -mean[c] / stdev[c];
+    }
   } else if (name == "none") {
     for (int c = 0; c < 3; ++c) {
       n.scale[c] = 1.0f / 255.0f;
       n.bias[c] = 0.0f;
     }
   } else {
-    bad_field("normalize", "must be 'imagenet' or 'none', got '" + name + "'");
+    bad_field("normalize", "must be 'imagenet', 'clip' or 'none', got '" + name + "'");
   }
   return n;
 }

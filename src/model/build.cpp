@@ -9,6 +9,7 @@
 #include "cprfl/io/npy.h"
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/io/torch_file.h"
+#include "cprfl/model/clip_visual.h"
 #include "cprfl/model/cprfl.h"
 #include "cprfl/model/state_dict.h"
 
@@ -89,6 +90,12 @@ std::shared_ptr<MultiLabelClassifier> build_model(const Config& config, int64_t 
 }
 
 void load_backbone_weights(MultiLabelClassifier& model, const std::string& path) {
+  if (dynamic_cast<ClipVisualBackbone*>(model.backbone().get()) && looks_like_zip_file(path)) {
+    // A CLIP checkpoint: its visual.* tensors (the text side is ignored).
+    // TODO(merge): read_clip_checkpoint(path) (cprfl/clip/checkpoint.h), which also reads TorchScript archives.
+    load_clip_visual_weights(*model.backbone(), read_torch_state_dict(path), path);
+    return;
+  }
   if (looks_like_zip_file(path)) {
     // A torch.save file (a torchvision state dict): the backbone takes everything but the
     // ImageNet classifier, floating tensors as float32 (a half-precision file is converted).

@@ -28,7 +28,7 @@ struct TransformConfig {
   bool randaugment = true;
   int randaugment_ops = 2;          // ops applied per image
   int randaugment_magnitude = 9;    // 0..10
-  std::string normalize = "imagenet";  // "imagenet" (mean/std) or "none" (pixels / 255)
+  std::string normalize = "imagenet";  // "imagenet" or "clip" (mean/std), or "none" (pixels / 255)
 };
 
 // Throws cprfl::Error naming the field when a value is out of range.
@@ -66,7 +66,8 @@ struct Normalization {
   float bias[3];
 };
 // "imagenet": (v / 255 - mean) / std with mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225);
-// "none": v / 255. Anything else is an error.
+// "clip": the same with CLIP's mean (0.48145466, 0.4578275, 0.40821073), std (0.26862954,
+// 0.26130258, 0.27577711); "none": v / 255. Anything else is an error.
 Normalization normalization_named(const std::string& name);
 
 // HWC uint8 RGB → CHW float in one pass: out[c][y][x] = pixel * scale[c] + bias[c].

@@ -30,7 +30,8 @@ std::shared_ptr<MultiLabelClassifier> build_model(const Config& config, int64_t 
                                                   const torch::Tensor& prompt_embeddings);
 
 // Loads trunk weights into the model's backbone: a file saved by `cprfl pretrain-backbone`, or
-// a torch.save state dict with torchvision names (a `.pth`; fc.* is dropped, strict otherwise).
+// a torch.save state dict with torchvision names (a `.pth`; fc.* is dropped, strict otherwise);
+// for a CLIP backbone, a CLIP state dict (its visual.* tensors, see load_clip_visual_weights).
 void load_backbone_weights(MultiLabelClassifier& model, const std::string& path);
 
 }  // namespace cprfl

@@ -110,7 +110,8 @@ struct BuiltBackbone {
   int64_t out_channels = 0;  // d0
 };
 
-// "resnet18" | "resnet34" | "resnet50" | "resnet101" | "small" (built from `small`).
+// "resnet18" | "resnet34" | "resnet50" | "resnet101" | "small" (built from `small`) | a CLIP
+// image tower: "clip_rn50", "clip_vit_b16", ... (cprfl/model/clip_visual.h).
 // An unknown name is a cprfl::Error listing the valid ones.
 BuiltBackbone make_backbone(const std::string& name, const SmallResNetOptions& small = {});
 std::vector<std::string> backbone_names();
