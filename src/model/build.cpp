@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "cprfl/clip/checkpoint.h"
 #include "cprfl/clip/prompts.h"
 #include "cprfl/common/error.h"
 #include "cprfl/common/text.h"
@@ -92,8 +93,8 @@ std::shared_ptr<MultiLabelClassifier> build_model(const Config& config, int64_t 
 void load_backbone_weights(MultiLabelClassifier& model, const std::string& path) {
   if (dynamic_cast<ClipVisualBackbone*>(model.backbone().get()) && looks_like_zip_file(path)) {
     // A CLIP checkpoint: its visual.* tensors (the text side is ignored).
-    // TODO(merge): read_clip_checkpoint(path) (cprfl/clip/checkpoint.h), which also reads TorchScript archives.
-    load_clip_visual_weights(*model.backbone(), read_torch_state_dict(path), path);
+    // A state dict or an OpenAI TorchScript archive, read for its tensors only.
+    load_clip_visual_weights(*model.backbone(), clip::read_clip_checkpoint(path), path);
     return;
   }
   if (looks_like_zip_file(path)) {
