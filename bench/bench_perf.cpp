@@ -117,7 +117,15 @@ int64_t count_flops(const std::function<void()>& call) {
   g_flops = 0;
   auto handle = at::addGlobalCallback(
       at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
-        g_flops += flops_of(fn);
+        const int64_t flops = flops_of(fn);
+        g_flops += flops;
+        static const bool trace = std::getenv("CPRFL_BENCH_TRACE_FLOPS") != nullptr;
+        if (trace) {
+          std::cerr << fn.name() << " " << flops;
+          for (const auto& input : fn.inputs())
+            if (input.isTensor()) std::cerr << " " << input.toTensor().sizes();
+          std::cerr << "\n";
+        }
         return nullptr;
       }).needsInputs(true).scopes({at::RecordScope::FUNCTION}));
   call();
@@ -171,17 +179,28 @@ const std::vector<std::string> kInferenceVariants = {"no_grad_full_vsi", "infere
 struct InferenceModel {
   std::shared_ptr<MultiLabelClassifier> model;
   bool inference_mode = true;
+  std::function<torch::Tensor(const torch::Tensor&)> forward;
 };
 
+// The forward as it was before the VSI changes: every layer over all v + c rows (prompt
+// projections recomputed per image), then the prompt rows kept.
+torch::Tensor full_vsi_forward(CprflModelImpl& model, const torch::Tensor& images) {
+  auto prompts = model.prompts();
+  auto tokens = model.visual_tokens(images);
+  const int64_t batch = tokens.size(0);
+  auto z = torch::cat({tokens, prompts.unsqueeze(0).expand({batch, -1, -1})}, 1);
+  for (const auto& layer : *model.attention->layers) z = layer->as<InteractionLayerImpl>()->forward(z);
+  return CprflModelImpl::score(z.slice(1, tokens.size(1)), prompts);
+}
+
 InferenceModel make_inference_model(const Setup& setup, const std::string& variant) {
-  InferenceModel out{make_model(setup), true};
+  InferenceModel out{make_model(setup), true, {}};
   out.model->eval();
-  const bool full_vsi = variant.find("full_vsi") != std::string::npos;
-  // keep_attention makes the last VSI layer compute every row (the code before the
-  // prompt-rows-only change), so the saving can be measured in the same build.
-  if (auto* cprfl_model = dynamic_cast<CprflModelImpl*>(out.model.get()))
-    for (const auto& layer : *cprfl_model->attention->layers)
-      layer->as<InteractionLayerImpl>()->attention()->keep_attention(full_vsi);
+  auto* cprfl_model = dynamic_cast<CprflModelImpl*>(out.model.get());
+  if (variant.find("full_vsi") != std::string::npos && cprfl_model)
+    out.forward = [cprfl_model](const torch::Tensor& images) { return full_vsi_forward(*cprfl_model, images); };
+  else
+    out.forward = [model = out.model.get()](const torch::Tensor& images) { return model->forward(images); };
   out.inference_mode = variant != "no_grad_full_vsi";
   InferenceOptions options;
   options.fold_batchnorm = variant.rfind("fold_bn", 0) == 0;
@@ -243,11 +262,15 @@ json case_flops(const Setup& setup) {
     auto m = make_inference_model(setup, variant);
     auto image = torch::randn({1, 3, setup.image_size, setup.image_size});
     torch::InferenceMode guard;
-    m.model->forward(image);  // fills the prompt cache: PI is not part of a cached forward
-    out[variant]["forward_flops_per_image"] = count_flops([&] { m.model->forward(image); });
+    m.forward(image);  // fills the prompt cache: PI is not part of a cached forward
+    out[variant]["forward_flops_per_image"] = count_flops([&] { m.forward(image); });
     if (auto* cprfl_model = dynamic_cast<CprflModelImpl*>(m.model.get())) {
       out[variant]["backbone_flops_per_image"] = count_flops([&] { cprfl_model->backbone()->forward(image); });
       out[variant]["prompt_flops"] = count_flops([&] { cprfl_model->label_emb->forward(); });
+      // The prompt side when it is not cached: PI, and the first layer's projections of P.
+      out[variant]["prompt_side_uncached"] = summary_of(time_calls([&] {
+        cprfl_model->attention->share_prompts(cprfl_model->label_emb->forward());
+      }, 3, 20));
     }
   }
   return out;
@@ -276,9 +299,9 @@ json case_infer_tensor(const Setup& setup, const std::string& variant, int reps,
   json out;
   with_mode(m.inference_mode, [&] {
     auto one = torch::randn({1, 3, setup.image_size, setup.image_size});
-    out["batch1"] = summary_of(time_calls([&] { m.model->forward(one); }, 3, reps));
+    out["batch1"] = summary_of(time_calls([&] { m.forward(one); }, 3, reps));
     auto sixteen = torch::randn({16, 3, setup.image_size, setup.image_size});
-    auto times = time_calls([&] { m.model->forward(sixteen); }, 1, batch_reps);
+    auto times = time_calls([&] { m.forward(sixteen); }, 1, batch_reps);
     out["batch16"] = summary_of(times);
     out["batch16"]["images_per_s"] = 16.0 / out["batch16"]["median_s"].get<double>();
   });
@@ -382,7 +405,6 @@ json case_train(const Setup& setup, const std::string& precision, int warmup, in
   int64_t epoch = 0;
   loader.start_epoch(epoch);
 
-  const bool bf16 = precision == "bf16";
   std::vector<double> data_t, forward_t, backward_t, optimizer_t, total_t;
   for (int step = 0; step < warmup + steps; ++step) {
     auto start = Clock::now();
@@ -397,16 +419,7 @@ json case_train(const Setup& setup, const std::string& precision, int warmup, in
       auto images = batch->images.slice(0, first, first + setup.micro_batch);
       auto targets = batch->targets.slice(0, first, first + setup.micro_batch);
       auto t0 = Clock::now();
-      torch::Tensor logits;
-      if (bf16) {
-        at::autocast::set_cpu_enabled(true);
-        at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-        logits = model->forward(images).to(torch::kFloat);
-        at::autocast::set_cpu_enabled(false);
-        at::autocast::clear_cache();
-      } else {
-        logits = model->forward(images);
-      }
+      auto logits = model->forward(images);
       // Mean-reduced loss: weighting each micro-batch by its share gives the full-batch mean.
       auto loss = loss_fn(logits, targets) * (static_cast<double>(images.size(0)) / static_cast<double>(rows));
       forward += seconds_since(t0);
@@ -439,6 +452,45 @@ json case_train(const Setup& setup, const std::string& precision, int warmup, in
   out["loader_workers"] = loader_options.workers;
   out["peak_rss_mb"] = peak_rss_mb();
   std::filesystem::remove_all(folder);
+  return out;
+}
+
+// bf16 on this CPU (it has avx512_bf16): LibTorch 1.13's CPU autocast on the whole model, and
+// the trunk alone (forward + backward in training mode, where nearly all FLOPs are) in
+// float32 and under bf16 autocast.
+json case_bf16(const Setup& setup, int runs) {
+  json out;
+  auto model = make_model(setup);
+  model->train();
+  const int64_t batch = setup.name == "A" ? setup.micro_batch : 1;
+  auto images = torch::randn({batch, 3, setup.image_size, setup.image_size});
+  auto autocast = [](bool on) {
+    at::autocast::set_cpu_enabled(on);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    if (!on) at::autocast::clear_cache();
+  };
+  try {
+    autocast(true);
+    model->forward(images).sum().backward();
+    autocast(false);
+    out["whole_model_autocast"] = "ran";
+  } catch (const c10::Error& e) {
+    autocast(false);
+    out["whole_model_autocast"] = std::string("fails: ") + e.what_without_backtrace();
+  }
+  auto& trunk = *model->backbone();
+  for (const std::string precision : {"fp32", "bf16"}) {
+    auto summary = summary_of(time_calls([&] {
+      autocast(precision == "bf16");
+      auto features = trunk.forward(images);
+      features.to(torch::kFloat).sum().backward();
+      autocast(false);
+    }, 1, runs));
+    summary["images_per_s"] = static_cast<double>(batch) / summary["median_s"].get<double>();
+    out["trunk_train_" + precision] = summary;
+  }
+  out["trunk_batch"] = batch;
+  out["bf16_speedup"] = out["trunk_train_fp32"]["median_s"].get<double>() / out["trunk_train_bf16"]["median_s"].get<double>();
   return out;
 }
 
@@ -476,6 +528,7 @@ json run_case(const Args& args) {
     int steps = args.train_steps > 0 ? args.train_steps : (setup.name == "A" ? 10 : 2);
     return case_train(setup, args.variant, setup.name == "A" ? 3 : 1, steps);
   }
+  if (args.run_case == "bf16") return case_bf16(setup, setup.name == "A" ? 10 : 3);
   if (args.run_case == "authors_way") return case_authors_way(setup, args.reps);
   throw std::runtime_error("unknown case " + args.run_case);
 }
@@ -590,6 +643,15 @@ int main(int argc, char** argv) {
 
   const std::string self = std::filesystem::canonical("/proc/self/exe").string();
   json results;
+  // Running one configuration keeps the other's results from an earlier run in the same file.
+  if (args.config != "all" && std::filesystem::exists(args.out)) {
+    try {
+      std::ifstream in(args.out);
+      results = json::parse(in);
+    } catch (const std::exception&) {
+      results = json();
+    }
+  }
   results["machine"] = {{"cpu", cpu_model()},
                         {"logical_cores", std::thread::hardware_concurrency()},
                         {"avx512_bf16", cpu_has("avx512_bf16")},
@@ -599,13 +661,15 @@ int main(int argc, char** argv) {
   results["threads"] = torch::get_num_threads();
   results["default_threads"] = default_threads;
   results["command"] = "build/bench/bench_perf --config " + args.config +
-                       (args.threads > 0 ? " --threads " + std::to_string(args.threads) : "");
+                       (args.threads > 0 ? " --threads " + std::to_string(args.threads) : "") +
+                       (args.train_steps > 0 ? " --train-steps " + std::to_string(args.train_steps) : "");
   results["method"] =
       "each case runs in its own process (peak_rss_mb = that process's VmHWM); latency = median and p90 of >= 20 "
       "calls after 3 warm-up calls; batch 16 = median of 3 (B) or 20 (A) calls after 1 warm-up; FLOPs = 2 x MACs of "
       "convolutions, linears and attention matmuls counted by a RecordFunction observer on one forward (elementwise "
       "work not counted); training FLOPs = 3 x forward; the 2 cores are shared with other work, see the load "
-      "averages recorded before and after each case";
+      "averages recorded before and after each case; training: A = 3 warm-up + 10 timed steps, B = 1 warm-up + 2 "
+      "timed steps (unless --train-steps), B's batch of 16 as 4 accumulated micro-batches of 4";
   results["gemm_fp32"] = run_child(self, args, "A", "gemm", "");
   const double gemm = results["gemm_fp32"].value("gflops", 0.0);
 
@@ -613,6 +677,9 @@ int main(int argc, char** argv) {
                                                           : std::vector<std::string>{args.config};
   for (const auto& config : configs) {
     json& r = results[config];
+    r = json::object();
+    r["command"] = results["command"];
+    r["load_average_at_start"] = load_average();
     r["description"] = config == "A" ? "Fashion-LT demo: small ResNet 32-64-128 at 64x64, CPRFL d 256, 4x64 heads, "
                                        "FFN 512, 10 classes, W = data/prompts/fashion_clip_rn50.npy, batch 32"
                                      : "official VOC/COCO-LT: ResNet-101 at 448x448, d 2048, 8x512 heads, FFN 2048, "
@@ -622,8 +689,8 @@ int main(int argc, char** argv) {
     for (const auto& variant : kInferenceVariants)
       r["infer_tensor"][variant] = run_child(self, args, config, "infer_tensor", variant);
     r["infer_file"] = run_child(self, args, config, "infer_file", "");
-    for (const std::string precision : {"fp32", "bf16"})
-      r["train"][precision] = run_child(self, args, config, "train", precision);
+    r["train"]["fp32"] = run_child(self, args, config, "train", "fp32");
+    r["bf16"] = run_child(self, args, config, "bf16", "");
     if (config == "B") r["authors_way"] = run_child(self, args, config, "authors_way", "");
     add_derived(r, gemm);
     write_file_atomic(args.out, results.dump(2) + "\n");  // partial results survive a later failure

@@ -108,10 +108,20 @@ TEST(InferenceOpt, FoldedTrunkRefusesTraining) {
   EXPECT_NE(message.find("folded"), std::string::npos) << message;
 }
 
-// The last VSI layer computes only the prompt rows; keep_attention(true) forces every row
-// (the full computation), which must give the same scores — in eval and (without dropout)
-// in training, with and without residual connections, for one and two layers.
-TEST(InferenceOpt, PromptRowsOnlyEqualsFullVsi) {
+// The forward before the VSI changes: every layer over all v + c rows, then the prompt rows.
+torch::Tensor full_vsi_forward(CprflModelImpl& model, const torch::Tensor& images) {
+  auto prompts = model.prompts();
+  auto tokens = model.visual_tokens(images);
+  auto z = torch::cat({tokens, prompts.unsqueeze(0).expand({tokens.size(0), -1, -1})}, 1);
+  for (const auto& layer : *model.attention->layers) z = layer->as<InteractionLayerImpl>()->forward(z);
+  return CprflModelImpl::score(z.slice(1, tokens.size(1)), prompts);
+}
+
+// The last VSI layer computes only the prompt rows, and at inference the first layer reuses
+// its cached projections of P: the same scores as the full computation — at inference and
+// (without dropout) in training with the same gradients, with and without residual
+// connections, for one and two layers.
+TEST(InferenceOpt, PromptRowsOnlyAndSharedPromptProjectionsEqualFullVsi) {
   for (bool residual : {false, true})
     for (int64_t depth : {1, 2}) {
       auto options = small_head();
@@ -119,26 +129,45 @@ TEST(InferenceOpt, PromptRowsOnlyEqualsFullVsi) {
       options.interaction.depth = depth;
       options.interaction.dropout = 0.0;
       auto [full, rows] = twin_models("small", options);
-      for (const auto& layer : *full->attention->layers)
-        layer->as<InteractionLayerImpl>()->attention()->keep_attention(true);
       auto images = torch::randn({2, 3, 32, 32});
       {
         torch::InferenceMode guard;
-        EXPECT_LE(max_abs_diff(full->forward(images), rows->forward(images)), 1e-5)
-            << "residual " << residual << " depth " << depth;
+        auto reference = full_vsi_forward(*full, images);
+        EXPECT_LE(max_abs_diff(reference, rows->forward(images)), 1e-5) << "residual " << residual << " depth " << depth;
+        EXPECT_TRUE(rows->has_cached_prompts());
+        EXPECT_LE(max_abs_diff(reference, rows->forward(images)), 1e-5);  // from the cache
       }
       full->train();
       rows->train();
-      auto full_logits = full->forward(images), row_logits = rows->forward(images);
+      auto full_logits = full_vsi_forward(*full, images), row_logits = rows->forward(images);
       EXPECT_LE(max_abs_diff(full_logits, row_logits), 1e-5);
       full_logits.sum().backward();
       row_logits.sum().backward();
-      auto full_grads = full->parameters(), row_grads = rows->parameters();
-      ASSERT_EQ(full_grads.size(), row_grads.size());
-      for (std::size_t i = 0; i < full_grads.size(); ++i)
-        if (full_grads[i].grad().defined())
-          EXPECT_LE(max_abs_diff(full_grads[i].grad(), row_grads[i].grad()), 1e-4) << i;
+      auto full_params = full->parameters(), row_params = rows->parameters();
+      ASSERT_EQ(full_params.size(), row_params.size());
+      for (std::size_t i = 0; i < full_params.size(); ++i)
+        if (full_params[i].grad().defined())
+          EXPECT_LE(max_abs_diff(full_params[i].grad(), row_params[i].grad()), 1e-4) << i;
     }
+}
+
+// Changing a first-layer weight in place drops the cached prompt projections.
+TEST(InferenceOpt, PromptProjectionCacheFollowsFirstLayerWeights) {
+  auto [reference, cached] = twin_models("small", small_head());
+  auto images = torch::randn({2, 3, 32, 32});
+  {
+    torch::InferenceMode guard;
+    cached->forward(images);
+  }
+  {
+    torch::NoGradGuard no_grad;
+    for (auto* model : {&reference, &cached}) {
+      auto& layer = *(*model)->attention->layers[0]->as<InteractionLayerImpl>();
+      for (auto& parameter : layer.attention()->parameters()) parameter.mul_(1.5);
+    }
+  }
+  torch::InferenceMode guard;
+  EXPECT_LE(max_abs_diff(full_vsi_forward(*reference, images), cached->forward(images)), 1e-5);
 }
 
 TEST(InferenceOpt, KeptAttentionMapStillCoversEveryRow) {

@@ -37,9 +37,9 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t dim, int64_t heads, int64_t head_di
     to_out = register_module("to_out", nn::Sequential(nn::Linear(inner, dim), nn::Dropout(dropout)));
 }
 
-torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x) { return forward(x, 0); }
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x) { return forward_rows(x, 0); }
 
-torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, int64_t wanted_first) {
+torch::Tensor SelfAttentionImpl::forward_rows(const torch::Tensor& x, int64_t wanted_first) {
   const int64_t first_query = keep_attention_ ? 0 : wanted_first;  // the full [n, n] map was asked for
   const int64_t batch = x.size(0), tokens = x.size(1), queries = tokens - first_query;
   const int64_t inner = heads_ * head_dim_;
@@ -115,10 +115,10 @@ InteractionLayerImpl::InteractionLayerImpl(int64_t dim, const InteractionOptions
   feed_forward_ = feed_forward_block->register_module("fn", FeedForward(dim, options.ffn_dim, options.dropout));
 }
 
-torch::Tensor InteractionLayerImpl::forward(const torch::Tensor& x) { return forward(x, 0); }
+torch::Tensor InteractionLayerImpl::forward(const torch::Tensor& x) { return forward_rows(x, 0); }
 
-torch::Tensor InteractionLayerImpl::forward(const torch::Tensor& x, int64_t first_row) {
-  auto attended = attention_->forward(attention_norm_(x), first_row);
+torch::Tensor InteractionLayerImpl::forward_rows(const torch::Tensor& x, int64_t first_row) {
+  auto attended = attention_->forward_rows(attention_norm_(x), first_row);
   if (residual_) {
     auto y = x.slice(1, first_row) + attended;
     return y + feed_forward_(feed_forward_norm_(y));
@@ -159,22 +159,22 @@ torch::Tensor VisualSemanticInteractionImpl::forward(const torch::Tensor& tokens
   // is row-wise: the last layer computes those rows alone (exact, ~1/3 of VSI's work saved).
   const auto depth = static_cast<int64_t>(layers->size());
   for (int64_t i = 0; i + 1 < depth; ++i) z = layers[i]->as<InteractionLayer>()->forward(z);
-  return layers[depth - 1]->as<InteractionLayer>()->forward(z, visual);
+  return layers[depth - 1]->as<InteractionLayer>()->forward_rows(z, visual);
 }
 
 SharedAttentionRows VisualSemanticInteractionImpl::share_prompts(const torch::Tensor& prompts) {
   return layers[0]->as<InteractionLayer>()->share_rows(prompts);
 }
 
-torch::Tensor VisualSemanticInteractionImpl::forward(const torch::Tensor& tokens, const torch::Tensor& prompts,
-                                                     const SharedAttentionRows& shared) {
+torch::Tensor VisualSemanticInteractionImpl::forward_shared(const torch::Tensor& tokens, const torch::Tensor& prompts,
+                                                            const SharedAttentionRows& shared) {
   auto first = layers[0]->as<InteractionLayer>();
   if (first->attention()->keeps_attention() || prompts.dim() != 2) return forward(tokens, prompts);
   const auto depth = static_cast<int64_t>(layers->size());
   if (depth == 1) return first->forward_shared(tokens, prompts, shared, /*rows_only=*/true);
   auto z = first->forward_shared(tokens, prompts, shared, /*rows_only=*/false);
   for (int64_t i = 1; i + 1 < depth; ++i) z = layers[i]->as<InteractionLayer>()->forward(z);
-  return layers[depth - 1]->as<InteractionLayer>()->forward(z, tokens.size(1));
+  return layers[depth - 1]->as<InteractionLayer>()->forward_rows(z, tokens.size(1));
 }
 
 // ---- the model ---------------------------------------------------------------------------
@@ -207,7 +207,7 @@ CprflOutputs CprflModelImpl::forward_all(const torch::Tensor& images) {
   if (may_cache()) {  // inference: P and its first-layer projections come from the cache
     auto [prompts, shared] = cached_prompt_state();
     out.prompts = prompts;
-    out.refined_prompts = attention->forward(visual_tokens(images), prompts, shared);
+    out.refined_prompts = attention->forward_shared(visual_tokens(images), prompts, shared);
     out.logits = score(out.refined_prompts, out.prompts);
     return out;
   }

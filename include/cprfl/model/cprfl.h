@@ -73,7 +73,7 @@ class SelfAttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);  // [B, n, d] -> [B, n, d]
   // Only output rows first_query.. ([B, n - first_query, d]); keys and values still come from
   // every row. Ignored (all rows computed) while keep_attention is on.
-  torch::Tensor forward(const torch::Tensor& x, int64_t first_query);
+  torch::Tensor forward_rows(const torch::Tensor& x, int64_t first_query);
   // rows [c, d] (already normalised) -> their projections, for forward_shared.
   SharedAttentionRows project_shared(const torch::Tensor& rows);
   // forward([x ; rows]) for x [B, v, d] and shared = project_shared(rows), without recomputing
@@ -110,7 +110,7 @@ class InteractionLayerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   // Output rows first_row.. only (each output row depends on all input rows only through
   // attention's keys and values).
-  torch::Tensor forward(const torch::Tensor& x, int64_t first_row);
+  torch::Tensor forward_rows(const torch::Tensor& x, int64_t first_row);
   // For rows [c, d] shared by the batch: LayerNorm then their attention projections.
   SharedAttentionRows share_rows(const torch::Tensor& rows);
   // forward([x ; rows]) given shared = share_rows(rows); only the rows' outputs when rows_only.
@@ -133,10 +133,11 @@ class VisualSemanticInteractionImpl : public torch::nn::Module {
   VisualSemanticInteractionImpl(int64_t dim, const InteractionOptions& options = {});
   // tokens [B, v, d]; prompts [c, d] (shared by the batch) or [B, c, d].
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& prompts);
-  // The same for prompts [c, d], reusing share_prompts(prompts) (computed once while P is
+  // forward() for prompts [c, d], reusing share_prompts(prompts) (computed once while P is
   // fixed, at inference). Falls back to forward() while an attention map is being kept.
   SharedAttentionRows share_prompts(const torch::Tensor& prompts);
-  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& prompts, const SharedAttentionRows& shared);
+  torch::Tensor forward_shared(const torch::Tensor& tokens, const torch::Tensor& prompts,
+                               const SharedAttentionRows& shared);
   const InteractionOptions& options() const { return options_; }
   torch::nn::ModuleList layers{nullptr};
 
