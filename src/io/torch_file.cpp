@@ -35,6 +35,8 @@ struct Obj {
     Global,       // an allowed callable or class; `text` = "module.name"
     Storage,      // a persistent id resolved to a storage record
     NumpyDtype,   // numpy.dtype(text); `byte_order` from BUILD
+    Class,        // a TorchScript class `__torch__.*` (opt-in); `text` = its name
+    Object,       // an object of a Class; `text` = class name, keys/items = attributes from BUILD
   };
   Kind kind = Kind::None;
   bool boolean = false;
@@ -66,6 +68,8 @@ const char* kind_name(Obj::Kind kind) {
     case Obj::Kind::Global: return "global";
     case Obj::Kind::Storage: return "storage";
     case Obj::Kind::NumpyDtype: return "numpy dtype";
+    case Obj::Kind::Class: return "class";
+    case Obj::Kind::Object: return "object";
   }
   return "?";
 }
@@ -198,8 +202,9 @@ class ZipRecords {
 
 class Unpickler {
  public:
-  Unpickler(const std::string& path, const char* data, std::size_t size, ZipRecords& reader)
-      : path_(path), data_(data), size_(size), reader_(reader) {}
+  Unpickler(const std::string& path, const char* data, std::size_t size, ZipRecords& reader,
+            const TorchFileOptions& options)
+      : path_(path), data_(data), size_(size), reader_(reader), options_(options) {}
 
   ~Unpickler() {
     // Break every link first, so that deep chains and cycles built through the memo are
@@ -336,6 +341,14 @@ class Unpickler {
           push(reduce(callable, args));
           break;
         }
+        case 0x81: {  // NEWOBJ: only TorchScript objects, cls.__new__(cls)
+          if (!options_.torchscript_objects) unsupported_opcode(op, opcode_pos);
+          need_stack(2, "NEWOBJ");
+          Node args = pop();
+          Node cls = pop();
+          push(new_object(cls, args));
+          break;
+        }
         case 'b': {  // BUILD
           need_stack(2, "BUILD");
           Node state = pop();
@@ -351,12 +364,8 @@ class Unpickler {
           if (stack_.size() != 1 || !marks_.empty()) bad("STOP with " + std::to_string(stack_.size()) + " values on the stack");
           return stack_.back();
         }
-        default: {
-          char hex[8];
-          std::snprintf(hex, sizeof hex, "0x%02x", op);
-          bad(std::string("uses pickle opcode ") + hex + " at byte " + std::to_string(opcode_pos) +
-              ", which a weights file does not need (only tensors, dicts, lists and numbers are read)");
-        }
+        default:
+          unsupported_opcode(op, opcode_pos);
       }
     }
   }
@@ -376,9 +385,12 @@ class Unpickler {
       case Obj::Kind::List:
       case Obj::Kind::Tuple:
       case Obj::Kind::Dict:
+      case Obj::Kind::Object:
         value.kind = node->kind == Obj::Kind::List    ? TorchFileValue::Kind::List
                      : node->kind == Obj::Kind::Tuple ? TorchFileValue::Kind::Tuple
-                                                      : TorchFileValue::Kind::Dict;
+                     : node->kind == Obj::Kind::Dict  ? TorchFileValue::Kind::Dict
+                                                      : TorchFileValue::Kind::Object;
+        if (node->kind == Obj::Kind::Object) value.text = node->text;
         for (const auto& key : node->keys) value.keys.push_back(convert(key, depth + 1));
         for (const auto& item : node->items) value.items.push_back(convert(item, depth + 1));
         break;
@@ -393,6 +405,13 @@ class Unpickler {
 
  private:
   [[noreturn]] void bad(const std::string& message) { fail_in(path_, "data.pkl " + message); }
+
+  [[noreturn]] void unsupported_opcode(uint8_t op, std::size_t at) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02x", op);
+    bad(std::string("uses pickle opcode ") + hex + " at byte " + std::to_string(at) +
+        ", which a weights file does not need (only tensors, dicts, lists and numbers are read)");
+  }
 
   // --- reading the pickle bytes, each length checked against what is left ---
   std::string_view read_bytes(uint64_t count) {
@@ -490,7 +509,7 @@ class Unpickler {
   }
 
   void add_item(const Node& dict, const Node& key, const Node& value) {
-    if (dict->kind != Obj::Kind::Dict) bad(std::string("sets an item on a ") + kind_name(dict->kind));
+    if (dict->kind != Obj::Kind::Dict && dict->kind != Obj::Kind::Object) bad(std::string("sets an item on a ") + kind_name(dict->kind));
     // Python semantics: a repeated key replaces the value (keeps the first position).
     if (key->kind == Obj::Kind::String || key->kind == Obj::Kind::Int) {
       for (std::size_t i = 0; i < dict->keys.size(); ++i) {
@@ -511,6 +530,18 @@ class Unpickler {
 
   Node global(const std::string& module, const std::string& name) {
     std::string full = module + "." + name;
+    if (options_.torchscript_objects && (module == "__torch__" || module.rfind("__torch__.", 0) == 0)) {
+      auto node = std::make_shared<Obj>();
+      node->kind = Obj::Kind::Class;  // opaque: nothing of the class is looked up or run
+      node->text = full;
+      return node;
+    }
+    if (options_.torchscript_objects && torchscript_helper(full)) {
+      auto node = std::make_shared<Obj>();
+      node->kind = Obj::Kind::Global;
+      node->text = full;
+      return node;
+    }
     if (!allowed_global(full))
       bad("refuses to load global '" + full + "' (only tensors, dicts, lists and numbers are read)");
     auto node = std::make_shared<Obj>();
@@ -538,9 +569,33 @@ class Unpickler {
     return values;
   }
 
+  // An empty object of a TorchScript class; its attributes come with BUILD.
+  Node new_object(const Node& cls, const Node& args) {
+    if (cls->kind != Obj::Kind::Class) bad(std::string("creates an object of a ") + kind_name(cls->kind));
+    if (args->kind != Obj::Kind::Tuple || !args->items.empty())
+      bad("creates an object of class '" + cls->text + "' with arguments (only an empty tuple is read)");
+    auto object = container(Obj::Kind::Object);
+    object->text = cls->text;
+    return object;
+  }
+
+  // What TorchScript's pickler wraps typed containers in; all of them give back their value.
+  static bool torchscript_helper(const std::string& name) {
+    return name == "torch.jit._pickle.restore_type_tag" || name == "torch.jit._pickle.build_intlist" ||
+           name == "torch.jit._pickle.build_doublelist" || name == "torch.jit._pickle.build_boollist" ||
+           name == "torch.jit._pickle.build_tensorlist";
+  }
+
   Node reduce(const Node& callable, const Node& args) {
+    if (callable->kind == Obj::Kind::Class) return new_object(callable, args);
     if (callable->kind != Obj::Kind::Global) bad(std::string("calls a ") + kind_name(callable->kind));
     const std::string& name = callable->text;
+    if (torchscript_helper(name)) {  // restore_type_tag(value, type name), build_*list(list)
+      const auto& a = args_of(args, name, 1, 2);
+      if (name != "torch.jit._pickle.restore_type_tag" && a[0]->kind != Obj::Kind::List)
+        bad("calls " + name + " on a " + kind_name(a[0]->kind));
+      return a[0];
+    }
     if (name == "collections.OrderedDict") {
       args_of(args, name, 0, 0);
       return container(Obj::Kind::Dict);
@@ -642,6 +697,16 @@ class Unpickler {
       case Obj::Kind::Dict:    // OrderedDict attributes such as a state dict's _metadata
       case Obj::Kind::Tensor:  // tensor attributes
         return;
+      case Obj::Kind::Object:  // a TorchScript object: its attribute dict
+        if (state->kind != Obj::Kind::Dict)
+          bad("sets the state of an object of class '" + target->text + "' with a " + kind_name(state->kind) +
+              " (only an attribute dict is read)");
+        for (std::size_t i = 0; i < state->keys.size(); ++i) {
+          if (state->keys[i]->kind != Obj::Kind::String)
+            bad("gives an object of class '" + target->text + "' an attribute name that is not a string");
+          add_item(target, state->keys[i], state->items[i]);
+        }
+        return;
       case Obj::Kind::NumpyDtype:  // (version, byte order, ...)
         if (state->kind == Obj::Kind::Tuple && state->items.size() >= 2 && state->items[1]->kind == Obj::Kind::String &&
             state->items[1]->text.size() == 1)
@@ -728,6 +793,7 @@ class Unpickler {
   std::size_t size_;
   std::size_t pos_ = 0;
   ZipRecords& reader_;
+  const TorchFileOptions& options_;
   std::vector<Node> stack_;
   std::vector<std::size_t> marks_;
   std::unordered_map<std::size_t, Node> memo_;
@@ -752,7 +818,7 @@ std::string read_prefix(const std::string& path, std::size_t count) {
   return bytes;
 }
 
-TorchFileValue read_zip(const std::string& path) {
+TorchFileValue read_zip(const std::string& path, const TorchFileOptions& options) {
   ZipRecords reader(path);
   if (reader.has("byteorder")) {
     auto [order, order_size] = reader.get("byteorder");
@@ -761,7 +827,7 @@ TorchFileValue read_zip(const std::string& path) {
   }
   if (!reader.has("data.pkl")) fail_in(path, "is a zip file without a data.pkl record (not written by torch.save)");
   auto [pickle, pickle_size] = reader.get("data.pkl");
-  Unpickler unpickler(path, static_cast<const char*>(pickle.get()), pickle_size, reader);
+  Unpickler unpickler(path, static_cast<const char*>(pickle.get()), pickle_size, reader, options);
   Node root = unpickler.run();
   unpickler.set_conversion_limit(4 * pickle_size + 16);
   return unpickler.convert(root, 0);
@@ -787,7 +853,7 @@ std::string key_list(const TorchFileValue& dict) {
 }  // namespace
 
 const TorchFileValue* TorchFileValue::find(const std::string& key) const {
-  if (kind != Kind::Dict) return nullptr;
+  if (kind != Kind::Dict && kind != Kind::Object) return nullptr;
   for (std::size_t i = 0; i < keys.size(); ++i)
     if (keys[i].kind == Kind::String && keys[i].text == key) return &items[i];
   return nullptr;
@@ -805,13 +871,14 @@ std::string TorchFileValue::kind_name() const {
     case Kind::Tuple: return "tuple";
     case Kind::Dict: return "dict";
     case Kind::Tensor: return "tensor";
+    case Kind::Object: return "object";
   }
   return "?";
 }
 
 bool looks_like_zip_file(const std::string& path) { return read_prefix(path, 4) == std::string("PK\x03\x04", 4); }
 
-TorchFileValue read_torch_file(const std::string& path) {
+TorchFileValue read_torch_file(const std::string& path, const TorchFileOptions& options) {
   const std::string head = read_prefix(path, 4);
   if (head != std::string("PK\x03\x04", 4)) {
     if (!head.empty() && static_cast<uint8_t>(head[0]) == 0x80)
@@ -821,7 +888,7 @@ TorchFileValue read_torch_file(const std::string& path) {
     fail_in(path, "is not a PyTorch file (torch.save writes a zip archive, starting with 'PK')");
   }
   try {
-    return read_zip(path);
+    return read_zip(path, options);
   } catch (const c10::Error& error) {
     fail_in(path, "is not a readable PyTorch zip file (truncated or corrupted?): " +
                       first_line(error.what_without_backtrace()));
@@ -832,7 +899,11 @@ TorchFileValue read_torch_file(const std::string& path) {
 
 std::vector<std::pair<std::string, torch::Tensor>> read_torch_state_dict(const std::string& path,
                                                                           const std::string& key_in_dict) {
-  const TorchFileValue root = read_torch_file(path);
+  return state_dict_in(read_torch_file(path), path, key_in_dict);
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> state_dict_in(const TorchFileValue& root, const std::string& path,
+                                                                  const std::string& key_in_dict) {
   if (!root.is_dict()) fail_in(path, "holds a " + root.kind_name() + ", not a state dict");
   const TorchFileValue* dict = nullptr;
   std::string where = "at the top level";

@@ -2,8 +2,10 @@
 
 #include <cmath>
 
+#include "cprfl/clip/prompts.h"
 #include "cprfl/common/error.h"
 #include "cprfl/common/text.h"
+#include "cprfl/data/list_file.h"
 #include "cprfl/io/npy.h"
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/io/torch_file.h"
@@ -47,6 +49,16 @@ torch::Tensor load_prompt_embeddings(const Config& config, int64_t num_classes) 
                         std::to_string(num_classes) + " classes");
     }
     return embeddings.to(torch::kFloat).contiguous();
+  }
+  if (source == "clip") {
+    // The text encoder runs once here; W is then stored in the model file like any other W.
+    const std::string& checkpoint = config.get_string("prompts.checkpoint");
+    if (checkpoint.empty()) throw Error("prompts.source = clip needs prompts.checkpoint (a CLIP checkpoint file)");
+    const std::string& labels = config.get_string("data.labels");
+    auto names = read_labels(labels);
+    if (static_cast<int64_t>(names.size()) != num_classes)
+      fail_in(labels, "has " + std::to_string(names.size()) + " classes but the model has " + std::to_string(num_classes));
+    return clip::encode_class_prompts(checkpoint, names, config.get_string("prompts.template"));
   }
   // randn: the paper's ablation. Rows rescaled to a CLIP-like norm, since the scale of W
   // matters to PI (METHOD.md §2).

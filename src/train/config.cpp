@@ -50,8 +50,10 @@ std::vector<ConfigKey> build_schema() {
       {"model.detach_classifier_path", VT::kBool, "false", "DPBP ablation: no gradient to P through s_i = p'_i . p_i directly", {}},
       {"model.detach_interaction_path", VT::kBool, "false", "DPBP ablation: no gradient to P through the VSI layer", {}},
       // prompts
-      {"prompts.source", VT::kString, "npy", "where W comes from: a .npy of class embeddings or random normal rows", {"npy", "randn"}},
+      {"prompts.source", VT::kString, "npy", "where W comes from: a .npy of class embeddings, a CLIP text encoder run once on the class names, or random normal rows", {"npy", "clip", "randn"}},
       {"prompts.file", VT::kString, "data/prompts/fashion_clip_rn50.npy", ".npy of class embeddings [C, m]", {}},
+      {"prompts.checkpoint", VT::kString, "", "source clip: CLIP checkpoint (OpenAI TorchScript archive such as RN50.pt, or a torch.save state dict)", {}},
+      {"prompts.template", VT::kString, "a photo of a {}.", "source clip: prompt, {} = class name from data.labels with _ as a space", {}},
       {"prompts.randn_dim", VT::kInt, "1024", "width m of a randn W", {}},
       {"prompts.randn_norm", VT::kFloat, "13", "row norm of a randn W (CLIP-RN50 rows have norms ~10-17)", {}},
       // loss

@@ -19,7 +19,8 @@ std::vector<int64_t> parse_int_list(const std::string& text, const std::string& 
 
 SmallResNetOptions small_backbone_options(const Config& config);
 
-// W [C, m] as float32: read from prompts.file (rows must equal num_classes) or random
+// W [C, m] as float32: read from prompts.file (rows must equal num_classes), computed by the
+// text encoder of prompts.checkpoint from data.labels and prompts.template, or random
 // normal rows scaled to prompts.randn_norm (seeded by train.seed).
 torch::Tensor load_prompt_embeddings(const Config& config, int64_t num_classes);
 
