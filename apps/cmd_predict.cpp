@@ -26,7 +26,9 @@ struct PredictOptions {
   std::string format = "json";
   std::string out;
   int batch_size = 32;
-  int workers = 2;
+  // Decoding beside the 2 compute threads measured slower on 2 cores (bench/results/perf.json,
+  // infer_file): overlap only where there are spare cores.
+  int workers = 0;
   bool no_ema = false;
   std::string device = "auto";
 };
@@ -97,7 +99,7 @@ Runner add_predict(CLI::App& root) {
     csv << "image";
     for (const auto& name : names) csv << "," << csv_field(name + " logit") << "," << csv_field(name + " probability");
     csv << ",predicted\n";
-    // The loader's workers decode and resize the next batch while this one is predicted.
+    // With --workers N the loader decodes and resizes the next batch while this one is predicted.
     ImageList list;
     list.source = "the command line";
     for (std::size_t i = 0; i < files.size(); ++i) list.records.push_back({files[i], {}, i + 1});
