@@ -9,9 +9,11 @@
 #include "cprfl/common/device.h"
 #include "cprfl/common/error.h"
 #include "cprfl/data/image.h"
+#include "cprfl/data/loader.h"
 #include "cprfl/data/transforms.h"
 #include "cprfl/io/atomic_file.h"
 #include "cprfl/io/model_file.h"
+#include "cprfl/model/inference.h"
 
 namespace cprfl::app {
 namespace {
@@ -24,6 +26,9 @@ struct PredictOptions {
   std::string format = "json";
   std::string out;
   int batch_size = 32;
+  // Decoding beside the 2 compute threads measured slower on 2 cores (bench/results/perf.json,
+  // infer_file): overlap only where there are spare cores.
+  int workers = 0;
   bool no_ema = false;
   std::string device = "auto";
 };
@@ -71,19 +76,22 @@ Runner add_predict(CLI::App& root) {
   cmd->add_option("--format", options->format, "output format")->check(CLI::IsMember({"json", "csv"}));
   cmd->add_option("--out", options->out, "write here instead of standard output");
   cmd->add_option("--batch-size", options->batch_size, "images per forward pass")->check(CLI::PositiveNumber);
+  cmd->add_option("--workers", options->workers, "threads decoding the next batch while one is predicted (0 = decode first, then predict)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-ema", options->no_ema, "use the raw weights instead of the EMA weights");
   cmd->add_option("--device", options->device, "compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   return [options] {
     auto loaded = load_model_file(options->model, !options->no_ema);
     auto device = pick_device(options->device);
     loaded.model->to(device);
+    // Folded BatchNorm and channels-last weights: same scores, faster (bench/results/perf.json).
+    prepare_for_inference(*loaded.model);
     const auto& config = loaded.info.config;
     const auto& names = loaded.info.class_names;
     TransformConfig transform_config;
     transform_config.image_size = static_cast<int>(config.get_int("data.image_size"));
     transform_config.train = false;
     transform_config.normalize = config.get_string("data.normalize");
-    ImageTransform transform(transform_config);
     auto files = expand_inputs(options->inputs);
     const int64_t classes = static_cast<int64_t>(names.size());
     nlohmann::json results = nlohmann::json::array();
@@ -91,39 +99,46 @@ Runner add_predict(CLI::App& root) {
     csv << "image";
     for (const auto& name : names) csv << "," << csv_field(name + " logit") << "," << csv_field(name + " probability");
     csv << ",predicted\n";
+    // With --workers N the loader decodes and resizes the next batch while this one is predicted.
+    ImageList list;
+    list.source = "the command line";
+    for (std::size_t i = 0; i < files.size(); ++i) list.records.push_back({files[i], {}, i + 1});
+    auto dataset = std::make_shared<const ImageDataset>(std::move(list), "", static_cast<int>(classes), transform_config);
+    LoaderOptions loader_options;
+    loader_options.batch_size = options->batch_size;
+    loader_options.shuffle = false;
+    loader_options.workers = options->workers;
+    DataLoader loader(dataset, loader_options);
+    loader.start_epoch(0);
     torch::InferenceMode inference;
-    std::mt19937_64 unused_rng(0);
-    for (std::size_t start = 0; start < files.size(); start += static_cast<std::size_t>(options->batch_size)) {
-      std::size_t count = std::min(files.size() - start, static_cast<std::size_t>(options->batch_size));
-      auto images = torch::empty({static_cast<int64_t>(count), 3, transform.output_size(), transform.output_size()});
-      for (std::size_t i = 0; i < count; ++i)
-        transform.apply(read_image(files[start + i]), unused_rng, images[static_cast<int64_t>(i)].data_ptr<float>());
-      auto logits = loaded.model->forward(images.to(device)).to(torch::kCPU, torch::kFloat).contiguous();
+    while (auto batch = loader.next()) {
+      auto logits = loaded.model->forward(batch->images.to(device)).to(torch::kCPU, torch::kFloat).contiguous();
       auto probabilities = torch::sigmoid(logits);
-      for (std::size_t i = 0; i < count; ++i) {
-        auto row_logits = logits[static_cast<int64_t>(i)];
-        auto row_probabilities = probabilities[static_cast<int64_t>(i)];
+      auto logit_rows = logits.accessor<float, 2>();
+      auto probability_rows = probabilities.accessor<float, 2>();
+      for (int64_t row = 0; row < logits.size(0); ++row) {
+        const std::string& file = files[static_cast<std::size_t>(batch->indices[static_cast<std::size_t>(row)])];
+        auto row_logits = logit_rows[row];
+        auto row_probabilities = probability_rows[row];
         std::vector<int64_t> order(classes);
         for (int64_t c = 0; c < classes; ++c) order[c] = c;
-        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-          return row_probabilities[a].item<float>() > row_probabilities[b].item<float>();
-        });
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int64_t a, int64_t b) { return row_probabilities[a] > row_probabilities[b]; });
         std::vector<std::string> predicted;
         for (int64_t rank = 0; rank < classes; ++rank) {
           if (options->top_k > 0 && rank >= options->top_k) break;
-          if (row_probabilities[order[rank]].item<float>() >= options->threshold) predicted.push_back(names[order[rank]]);
+          if (row_probabilities[order[rank]] >= options->threshold) predicted.push_back(names[order[rank]]);
         }
         nlohmann::json per_class = nlohmann::json::array();
-        csv << csv_field(files[start + i]);
+        csv << csv_field(file);
         for (int64_t c = 0; c < classes; ++c) {
-          per_class.push_back({{"class", names[c]}, {"logit", row_logits[c].item<float>()},
-                               {"probability", row_probabilities[c].item<float>()}});
-          csv << "," << row_logits[c].item<float>() << "," << row_probabilities[c].item<float>();
+          per_class.push_back({{"class", names[c]}, {"logit", row_logits[c]}, {"probability", row_probabilities[c]}});
+          csv << "," << row_logits[c] << "," << row_probabilities[c];
         }
         std::string joined;
         for (const auto& name : predicted) joined += (joined.empty() ? "" : ";") + name;
         csv << "," << csv_field(joined) << "\n";
-        results.push_back({{"image", files[start + i]}, {"classes", per_class}, {"predicted", predicted}});
+        results.push_back({{"image", file}, {"classes", per_class}, {"predicted", predicted}});
       }
     }
     std::string text = options->format == "json" ? results.dump(2) + "\n" : csv.str();

@@ -37,17 +37,61 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t dim, int64_t heads, int64_t head_di
     to_out = register_module("to_out", nn::Sequential(nn::Linear(inner, dim), nn::Dropout(dropout)));
 }
 
-torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x) {
-  const int64_t batch = x.size(0), tokens = x.size(1);
-  // [B, n, 3·h·dh] -> q, k, v each [B, h, n, dh]  ("b n (h d) -> b h n d")
-  auto qkv = to_qkv(x).chunk(3, -1);
-  auto split_heads = [&](const torch::Tensor& t) {
-    return t.reshape({batch, tokens, heads_, head_dim_}).transpose(1, 2);
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x) { return forward_rows(x, 0); }
+
+torch::Tensor SelfAttentionImpl::forward_rows(const torch::Tensor& x, int64_t wanted_first) {
+  const int64_t first_query = keep_attention_ ? 0 : wanted_first;  // the full [n, n] map was asked for
+  const int64_t batch = x.size(0), tokens = x.size(1), queries = tokens - first_query;
+  const int64_t inner = heads_ * head_dim_;
+  auto split_heads = [&](const torch::Tensor& t, int64_t rows) {
+    return t.reshape({batch, rows, heads_, head_dim_}).transpose(1, 2);  // "b n (h d) -> b h n d"
   };
-  auto q = split_heads(qkv[0]), k = split_heads(qkv[1]), v = split_heads(qkv[2]);
+  torch::Tensor q, k, v;
+  if (first_query == 0) {
+    auto qkv = to_qkv(x).chunk(3, -1);  // [B, n, 3·h·dh] -> q, k, v
+    q = qkv[0], k = qkv[1], v = qkv[2];
+  } else {
+    // Only rows first_query.. are wanted: project queries for those rows alone (to_qkv's
+    // weight rows are q, k, v in that order), keys and values for every row.
+    const auto& weight = to_qkv->weight;
+    q = torch::nn::functional::linear(x.slice(1, first_query), weight.slice(0, 0, inner));
+    auto kv = torch::nn::functional::linear(x, weight.slice(0, inner)).chunk(2, -1);
+    k = kv[0], v = kv[1];
+  }
+  q = split_heads(q, queries), k = split_heads(k, tokens), v = split_heads(v, tokens);
   auto attention = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(head_dim_))), -1);
   if (keep_attention_) last_attention_ = attention.detach();
-  auto out = torch::matmul(attention, v).transpose(1, 2).reshape({batch, tokens, heads_ * head_dim_});
+  auto out = torch::matmul(attention, v).transpose(1, 2).reshape({batch, queries, inner});
+  if (first_query != wanted_first) out = out.slice(1, wanted_first - first_query);
+  return to_out ? to_out->forward(out) : out;
+}
+
+SharedAttentionRows SelfAttentionImpl::project_shared(const torch::Tensor& rows) {
+  auto split = [&](const torch::Tensor& t) { return t.reshape({rows.size(0), heads_, head_dim_}).transpose(0, 1); };
+  auto qkv = to_qkv(rows).chunk(3, -1);
+  return {split(qkv[0]), split(qkv[1]), split(qkv[2])};
+}
+
+torch::Tensor SelfAttentionImpl::forward_shared(const torch::Tensor& x, const SharedAttentionRows& shared,
+                                                bool rows_only) {
+  const int64_t batch = x.size(0), own = x.size(1), inner = heads_ * head_dim_;
+  auto split_heads = [&](const torch::Tensor& t) {
+    return t.reshape({batch, own, heads_, head_dim_}).transpose(1, 2);
+  };
+  auto broadcast = [&](const torch::Tensor& t) { return t.unsqueeze(0).expand({batch, -1, -1, -1}); };
+  const auto& weight = to_qkv->weight;
+  torch::Tensor q;
+  if (rows_only) {
+    q = broadcast(shared.q);
+  } else {
+    auto own_q = split_heads(torch::nn::functional::linear(x, weight.slice(0, 0, inner)));
+    q = torch::cat({own_q, broadcast(shared.q)}, 2);
+  }
+  auto kv = torch::nn::functional::linear(x, weight.slice(0, inner)).chunk(2, -1);
+  auto k = torch::cat({split_heads(kv[0]), broadcast(shared.k)}, 2);
+  auto v = torch::cat({split_heads(kv[1]), broadcast(shared.v)}, 2);
+  auto attention = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(head_dim_))), -1);
+  auto out = torch::matmul(attention, v).transpose(1, 2).reshape({batch, q.size(2), inner});
   return to_out ? to_out->forward(out) : out;
 }
 
@@ -71,12 +115,30 @@ InteractionLayerImpl::InteractionLayerImpl(int64_t dim, const InteractionOptions
   feed_forward_ = feed_forward_block->register_module("fn", FeedForward(dim, options.ffn_dim, options.dropout));
 }
 
-torch::Tensor InteractionLayerImpl::forward(const torch::Tensor& x) {
+torch::Tensor InteractionLayerImpl::forward(const torch::Tensor& x) { return forward_rows(x, 0); }
+
+torch::Tensor InteractionLayerImpl::forward_rows(const torch::Tensor& x, int64_t first_row) {
+  auto attended = attention_->forward_rows(attention_norm_(x), first_row);
   if (residual_) {
-    auto y = x + attention_(attention_norm_(x));
+    auto y = x.slice(1, first_row) + attended;
     return y + feed_forward_(feed_forward_norm_(y));
   }
-  return feed_forward_(feed_forward_norm_(attention_(attention_norm_(x))));
+  return feed_forward_(feed_forward_norm_(attended));
+}
+
+SharedAttentionRows InteractionLayerImpl::share_rows(const torch::Tensor& rows) {
+  return attention_->project_shared(attention_norm_(rows));
+}
+
+torch::Tensor InteractionLayerImpl::forward_shared(const torch::Tensor& x, const torch::Tensor& rows,
+                                                   const SharedAttentionRows& shared, bool rows_only) {
+  auto attended = attention_->forward_shared(attention_norm_(x), shared, rows_only);
+  if (residual_) {
+    auto batch_rows = rows.unsqueeze(0).expand({x.size(0), -1, -1});
+    auto y = (rows_only ? batch_rows : torch::cat({x, batch_rows}, 1)) + attended;
+    return y + feed_forward_(feed_forward_norm_(y));
+  }
+  return feed_forward_(feed_forward_norm_(attended));
 }
 
 VisualSemanticInteractionImpl::VisualSemanticInteractionImpl(int64_t dim, const InteractionOptions& options)
@@ -93,8 +155,26 @@ torch::Tensor VisualSemanticInteractionImpl::forward(const torch::Tensor& tokens
   auto batch_prompts = prompts.dim() == 2 ? prompts.unsqueeze(0).expand({batch, prompts.size(0), prompts.size(1)})
                                           : prompts;
   auto z = torch::cat({tokens, batch_prompts}, 1);
-  for (const auto& layer : *layers) z = layer->as<InteractionLayer>()->forward(z);
-  return z.slice(1, visual);
+  // Only the prompt rows of the last layer are returned, and every operation but attention
+  // is row-wise: the last layer computes those rows alone (exact, ~1/3 of VSI's work saved).
+  const auto depth = static_cast<int64_t>(layers->size());
+  for (int64_t i = 0; i + 1 < depth; ++i) z = layers[i]->as<InteractionLayer>()->forward(z);
+  return layers[depth - 1]->as<InteractionLayer>()->forward_rows(z, visual);
+}
+
+SharedAttentionRows VisualSemanticInteractionImpl::share_prompts(const torch::Tensor& prompts) {
+  return layers[0]->as<InteractionLayer>()->share_rows(prompts);
+}
+
+torch::Tensor VisualSemanticInteractionImpl::forward_shared(const torch::Tensor& tokens, const torch::Tensor& prompts,
+                                                            const SharedAttentionRows& shared) {
+  auto first = layers[0]->as<InteractionLayer>();
+  if (first->attention()->keeps_attention() || prompts.dim() != 2) return forward(tokens, prompts);
+  const auto depth = static_cast<int64_t>(layers->size());
+  if (depth == 1) return first->forward_shared(tokens, prompts, shared, /*rows_only=*/true);
+  auto z = first->forward_shared(tokens, prompts, shared, /*rows_only=*/false);
+  for (int64_t i = 1; i + 1 < depth; ++i) z = layers[i]->as<InteractionLayer>()->forward(z);
+  return layers[depth - 1]->as<InteractionLayer>()->forward_rows(z, tokens.size(1));
 }
 
 // ---- the model ---------------------------------------------------------------------------
@@ -124,10 +204,17 @@ CprflOutputs CprflModelImpl::forward_all(const torch::Tensor& images) {
   if (images.dim() != 4 || images.size(1) != 3)
     fail_in("model", "images must be [batch, 3, height, width], got " + shape_string(images));
   CprflOutputs out;
+  if (may_cache()) {  // inference: P and its first-layer projections come from the cache
+    auto [prompts, shared] = cached_prompt_state();
+    out.prompts = prompts;
+    out.refined_prompts = attention->forward_shared(visual_tokens(images), prompts, shared);
+    out.logits = score(out.refined_prompts, out.prompts);
+    return out;
+  }
   out.prompts = prompts();
   auto tokens = visual_tokens(images);
   out.refined_prompts =
-      attention(tokens, options_.detach_interaction_path ? out.prompts.detach() : out.prompts);
+      attention->forward(tokens, options_.detach_interaction_path ? out.prompts.detach() : out.prompts);
   out.logits = score(out.refined_prompts, options_.detach_classifier_path ? out.prompts.detach() : out.prompts);
   return out;
 }
@@ -136,25 +223,37 @@ torch::Tensor CprflModelImpl::forward(const torch::Tensor& images) { return forw
 
 std::vector<std::pair<const void*, int64_t>> CprflModelImpl::prompt_cache_key() const {
   std::vector<std::pair<const void*, int64_t>> key;
-  for (const auto& tensor : named_state(*label_emb)) key.emplace_back(tensor.second.data_ptr(), tensor.second._version());
+  const nn::Module* label_module = label_emb.get();
+  const nn::Module* first_layer = attention->layers->ptr(0).get();
+  for (const auto* module : {label_module, first_layer})
+    for (const auto& tensor : named_state(*module)) key.emplace_back(tensor.second.data_ptr(), tensor.second._version());
   return key;
 }
 
-torch::Tensor CprflModelImpl::prompts() {
-  const bool cacheable = options_.cache_prompts && !is_training() && !torch::GradMode::is_enabled();
-  if (!cacheable) return label_emb->forward();
+bool CprflModelImpl::may_cache() const {
+  return options_.cache_prompts && !is_training() && !torch::GradMode::is_enabled();
+}
+
+std::pair<torch::Tensor, SharedAttentionRows> CprflModelImpl::cached_prompt_state() {
   std::lock_guard<std::mutex> lock(cache_mutex_);
   auto key = prompt_cache_key();
   if (!cached_prompts_.defined() || key != cached_key_) {
     cached_prompts_ = label_emb->forward();
+    cached_shared_ = attention->share_prompts(cached_prompts_);
     cached_key_ = std::move(key);
   }
-  return cached_prompts_;
+  return {cached_prompts_, cached_shared_};
+}
+
+torch::Tensor CprflModelImpl::prompts() {
+  if (!may_cache()) return label_emb->forward();
+  return cached_prompt_state().first;
 }
 
 void CprflModelImpl::invalidate_prompt_cache() {
   std::lock_guard<std::mutex> lock(cache_mutex_);
   cached_prompts_ = torch::Tensor();
+  cached_shared_ = {};
   cached_key_.clear();
 }
 

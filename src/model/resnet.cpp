@@ -42,6 +42,36 @@ void init_convolutions(nn::Module& module) {
       nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
 }
 
+// Eval-mode BN(conv(x)) = conv'(x) with weight·γ/σ per output channel and bias β − μ·γ/σ
+// (σ = sqrt(running_var + eps)).
+void fold_into(nn::Conv2d conv, nn::BatchNorm2d bn) {
+  torch::NoGradGuard no_grad;
+  auto scale = bn->weight / torch::sqrt(bn->running_var + bn->options.eps());
+  auto shift = bn->bias - bn->running_mean * scale;
+  if (conv->bias.defined()) shift = shift + conv->bias * scale;
+  conv->weight.mul_(scale.reshape({-1, 1, 1, 1}));
+  // The member, not a registered parameter (the slot is taken by an undefined one): the
+  // folded trunk is an inference copy, never saved or trained.
+  conv->bias = shift.detach().clone();
+}
+
+void fold_downsample(nn::Sequential downsample) {
+  if (downsample)
+    fold_into(nn::Conv2d(std::dynamic_pointer_cast<nn::Conv2dImpl>(downsample->ptr(0))),
+              nn::BatchNorm2d(std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(downsample->ptr(1))));
+}
+
+// The shortcut: identity, or the projection (its conv alone once folded).
+torch::Tensor shortcut(nn::Sequential downsample, bool folded, const torch::Tensor& x) {
+  if (!downsample) return x;
+  return folded ? downsample[0]->as<nn::Conv2d>()->forward(x) : downsample->forward(x);
+}
+
+void refuse_training_if_folded(bool folded, bool training) {
+  if (folded && training)
+    fail_in("backbone", "this trunk's BatchNorms are folded for inference; it cannot be trained");
+}
+
 }  // namespace
 
 BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t planes, int64_t stride) {
@@ -54,10 +84,22 @@ BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t planes, int64_t stri
 }
 
 torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
+  if (folded_) {
+    auto out = conv2(torch::relu(conv1(x)));
+    out += shortcut(downsample, true, x);
+    return torch::relu(out);
+  }
   auto out = torch::relu(bn1(conv1(x)));
   out = bn2(conv2(out));
-  out += downsample ? downsample->forward(x) : x;
+  out += shortcut(downsample, false, x);
   return torch::relu(out);
+}
+
+void BasicBlockImpl::fold_batchnorm() {
+  fold_into(conv1, bn1);
+  fold_into(conv2, bn2);
+  fold_downsample(downsample);
+  folded_ = true;
 }
 
 BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t planes, int64_t stride) {
@@ -72,11 +114,24 @@ BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t planes, int64_t stri
 }
 
 torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
+  if (folded_) {
+    auto out = conv3(torch::relu(conv2(torch::relu(conv1(x)))));
+    out += shortcut(downsample, true, x);
+    return torch::relu(out);
+  }
   auto out = torch::relu(bn1(conv1(x)));
   out = torch::relu(bn2(conv2(out)));
   out = bn3(conv3(out));
-  out += downsample ? downsample->forward(x) : x;
+  out += shortcut(downsample, false, x);
   return torch::relu(out);
+}
+
+void BottleneckImpl::fold_batchnorm() {
+  fold_into(conv1, bn1);
+  fold_into(conv2, bn2);
+  fold_into(conv3, bn3);
+  fold_downsample(downsample);
+  folded_ = true;
 }
 
 ResNetImpl::ResNetImpl(int64_t depth) : depth_(depth) {
@@ -105,8 +160,29 @@ ResNetImpl::ResNetImpl(int64_t depth) : depth_(depth) {
   init_convolutions(*this);
 }
 
+namespace {
+
+template <typename Block>
+void fold_stage(nn::Sequential stage) {
+  for (const auto& block : stage->children())
+    if (auto* typed = block->as<Block>()) typed->fold_batchnorm();
+}
+
+}  // namespace
+
+void ResNetImpl::fold_batchnorm() {
+  if (folded_) return;
+  fold_into(conv1, bn1);
+  for (const auto& stage : {layer1, layer2, layer3, layer4}) {
+    fold_stage<BasicBlockImpl>(stage);
+    fold_stage<BottleneckImpl>(stage);
+  }
+  folded_ = true;
+}
+
 torch::Tensor ResNetImpl::forward(const torch::Tensor& images) {
-  auto x = maxpool(torch::relu(bn1(conv1(images))));
+  refuse_training_if_folded(folded_, is_training());
+  auto x = maxpool(torch::relu(folded_ ? conv1(images) : bn1(conv1(images))));
   x = layer1->forward(x);
   x = layer2->forward(x);
   x = layer3->forward(x);
@@ -134,8 +210,16 @@ SmallResNetImpl::SmallResNetImpl(const SmallResNetOptions& options) : options_(o
   init_convolutions(*this);
 }
 
+void SmallResNetImpl::fold_batchnorm() {
+  if (folded_) return;
+  fold_into(conv1, bn1);
+  for (const auto& stage : layers_) fold_stage<BasicBlockImpl>(stage);
+  folded_ = true;
+}
+
 torch::Tensor SmallResNetImpl::forward(const torch::Tensor& images) {
-  auto x = torch::relu(bn1(conv1(images)));
+  refuse_training_if_folded(folded_, is_training());
+  auto x = torch::relu(folded_ ? conv1(images) : bn1(conv1(images)));
   for (auto& layer : layers_) x = layer->forward(x);
   return x;
 }

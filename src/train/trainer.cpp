@@ -20,6 +20,7 @@
 #include "cprfl/loss/losses.h"
 #include "cprfl/model/build.h"
 #include "cprfl/model/state_dict.h"
+#include "cprfl/train/accumulate.h"
 #include "cprfl/train/optim.h"
 #include "cprfl/train/schedule.h"
 
@@ -195,6 +196,8 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
   LrSchedule schedule(schedule_options);
   const double grad_clip = config.get_float("optim.grad_clip");
   const bool amp = config.get_bool("optim.amp") && device.is_cuda();
+  const int64_t accumulate_steps = config.get_int("optim.accumulate_steps");
+  if (accumulate_steps < 1) throw Error("optim.accumulate_steps must be at least 1");
 
   // Resume state.
   int64_t start_epoch = 0, step = 0, best_epoch = -1;
@@ -251,26 +254,29 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
       lr = bundle.optimizer->param_groups().back().options().get_lr();
       auto inputs = batch->images.to(device, /*non_blocking=*/true);
       auto targets = batch->targets.to(device, /*non_blocking=*/true);
-      torch::Tensor logits;
-      if (amp) {
-        at::autocast::set_enabled(true);
-        at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-        logits = model->forward(inputs).to(torch::kFloat);
-        at::autocast::set_enabled(false);
-        at::autocast::clear_cache();
-      } else {
-        logits = model->forward(inputs);
-      }
-      auto loss = loss_fn->forward(logits, targets);
       bundle.optimizer->zero_grad();
-      loss.backward();
+      auto loss = accumulate_gradients(
+          [&](const torch::Tensor& chunk_images, const torch::Tensor& chunk_targets) {
+            torch::Tensor logits;
+            if (amp) {
+              at::autocast::set_enabled(true);
+              at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+              logits = model->forward(chunk_images).to(torch::kFloat);
+              at::autocast::set_enabled(false);
+              at::autocast::clear_cache();
+            } else {
+              logits = model->forward(chunk_images);
+            }
+            return loss_fn->forward(logits, chunk_targets);
+          },
+          inputs, targets, accumulate_steps);
       if (grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), grad_clip);
       bundle.optimizer->step();
       if (ema) ema->update(*model);
       ++step;
       ++batches;
       images += batch->images.size(0);
-      loss_sum += loss.detach().to(torch::kDouble);
+      loss_sum += loss.to(torch::kDouble);
       // Read the loss back (a host sync) only every 10 steps and at the end of the epoch.
       bool last_batch = batch->position + 1 == steps_per_epoch;
       if (batches % 10 == 0 || last_batch) {

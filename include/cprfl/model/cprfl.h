@@ -57,6 +57,13 @@ struct InteractionOptions {
   bool residual = false;
 };
 
+// Rows that every batch element shares (the prompts P, constant at inference) after the
+// first layer's attention LayerNorm: their queries, keys and values [heads, c, dh], computed
+// once instead of once per image.
+struct SharedAttentionRows {
+  torch::Tensor q, k, v;
+};
+
 // Multi-head self-attention, official layout: to_qkv = Linear(d, 3·h·dh, no bias) split as
 // q, k, v then heads as (h dh); softmax(q·kᵀ / sqrt(dh))·v; to_out = [Linear(h·dh, d), Dropout].
 // (As in the official code, to_out is left out when heads == 1 and head_dim == d.)
@@ -64,9 +71,18 @@ class SelfAttentionImpl : public torch::nn::Module {
  public:
   SelfAttentionImpl(int64_t dim, int64_t heads, int64_t head_dim, double dropout);
   torch::Tensor forward(const torch::Tensor& x);  // [B, n, d] -> [B, n, d]
+  // Only output rows first_query.. ([B, n - first_query, d]); keys and values still come from
+  // every row. Ignored (all rows computed) while keep_attention is on.
+  torch::Tensor forward_rows(const torch::Tensor& x, int64_t first_query);
+  // rows [c, d] (already normalised) -> their projections, for forward_shared.
+  SharedAttentionRows project_shared(const torch::Tensor& rows);
+  // forward([x ; rows]) for x [B, v, d] and shared = project_shared(rows), without recomputing
+  // the rows' projections; only the rows' outputs [B, c, d] when rows_only.
+  torch::Tensor forward_shared(const torch::Tensor& x, const SharedAttentionRows& shared, bool rows_only);
   // The softmax weights [B, heads, n, n] of the last forward (only if keep_attention(true)).
   const torch::Tensor& last_attention() const { return last_attention_; }
   void keep_attention(bool keep) { keep_attention_ = keep; }
+  bool keeps_attention() const { return keep_attention_; }
 
  private:
   int64_t heads_, head_dim_;
@@ -92,6 +108,14 @@ class InteractionLayerImpl : public torch::nn::Module {
  public:
   InteractionLayerImpl(int64_t dim, const InteractionOptions& options);
   torch::Tensor forward(const torch::Tensor& x);
+  // Output rows first_row.. only (each output row depends on all input rows only through
+  // attention's keys and values).
+  torch::Tensor forward_rows(const torch::Tensor& x, int64_t first_row);
+  // For rows [c, d] shared by the batch: LayerNorm then their attention projections.
+  SharedAttentionRows share_rows(const torch::Tensor& rows);
+  // forward([x ; rows]) given shared = share_rows(rows); only the rows' outputs when rows_only.
+  torch::Tensor forward_shared(const torch::Tensor& x, const torch::Tensor& rows, const SharedAttentionRows& shared,
+                               bool rows_only);
   SelfAttention attention() const { return attention_; }
 
  private:
@@ -109,6 +133,11 @@ class VisualSemanticInteractionImpl : public torch::nn::Module {
   VisualSemanticInteractionImpl(int64_t dim, const InteractionOptions& options = {});
   // tokens [B, v, d]; prompts [c, d] (shared by the batch) or [B, c, d].
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& prompts);
+  // forward() for prompts [c, d], reusing share_prompts(prompts) (computed once while P is
+  // fixed, at inference). Falls back to forward() while an attention map is being kept.
+  SharedAttentionRows share_prompts(const torch::Tensor& prompts);
+  torch::Tensor forward_shared(const torch::Tensor& tokens, const torch::Tensor& prompts,
+                               const SharedAttentionRows& shared);
   const InteractionOptions& options() const { return options_; }
   torch::nn::ModuleList layers{nullptr};
 
@@ -128,9 +157,10 @@ struct CprflOptions {
   // stops VSI, φ and the backbone from learning; here only P's input copy is detached.)
   bool detach_classifier_path = false;
   bool detach_interaction_path = false;
-  // At inference P = PI(W) is constant: keep it while the model is in eval mode and autograd
-  // is off (NoGradGuard / InferenceMode). Dropped on train()/eval() and when a PI parameter or
-  // W changes (by data pointer or in-place version counter).
+  // At inference P = PI(W) is constant: keep it (and the first VSI layer's projections of it)
+  // while the model is in eval mode and autograd is off (NoGradGuard / InferenceMode). Dropped
+  // on train()/eval() and when a PI or first-layer parameter or W changes (by data pointer or
+  // in-place version counter).
   bool cache_prompts = true;
 };
 
@@ -166,11 +196,15 @@ class CprflModelImpl : public MultiLabelClassifier {
 
  private:
   std::vector<std::pair<const void*, int64_t>> prompt_cache_key() const;
+  bool may_cache() const;
+  // P and its shared first-layer projections, from the cache (filled when stale).
+  std::pair<torch::Tensor, SharedAttentionRows> cached_prompt_state();
 
   CprflOptions options_;
   int64_t num_classes_;
   mutable std::mutex cache_mutex_;
   torch::Tensor cached_prompts_;
+  SharedAttentionRows cached_shared_;
   std::vector<std::pair<const void*, int64_t>> cached_key_;
 };
 TORCH_MODULE(CprflModel);

@@ -25,6 +25,15 @@ class Backbone : public torch::nn::Module {
   virtual torch::Tensor forward(const torch::Tensor& images) = 0;
   virtual int64_t out_channels() const = 0;  // d0
   virtual int64_t stride() const = 0;        // input pixels per feature-map cell, per side
+  // Inference only: folds every BatchNorm (its running statistics) into the convolution
+  // before it, which gains a bias; the BatchNorm modules are then skipped. Outputs are those
+  // of eval mode up to rounding. Afterwards the trunk refuses to run in training mode, and its
+  // state no longer matches a saved model's, so fold a copy that is used only to predict.
+  virtual void fold_batchnorm() = 0;
+  bool batchnorm_folded() const { return folded_; }
+
+ protected:
+  bool folded_ = false;
 };
 
 // torchvision BasicBlock: two 3x3 convs; names conv1, bn1, conv2, bn2, downsample.{0,1}.
@@ -33,11 +42,13 @@ class BasicBlockImpl : public torch::nn::Module {
   static constexpr int64_t kExpansion = 1;
   BasicBlockImpl(int64_t in_channels, int64_t planes, int64_t stride);
   torch::Tensor forward(const torch::Tensor& x);
+  void fold_batchnorm();  // see Backbone::fold_batchnorm
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
   torch::nn::Sequential downsample{nullptr};
+  bool folded_ = false;
 };
 TORCH_MODULE(BasicBlock);
 
@@ -48,11 +59,13 @@ class BottleneckImpl : public torch::nn::Module {
   static constexpr int64_t kExpansion = 4;
   BottleneckImpl(int64_t in_channels, int64_t planes, int64_t stride);
   torch::Tensor forward(const torch::Tensor& x);
+  void fold_batchnorm();  // see Backbone::fold_batchnorm
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::Sequential downsample{nullptr};
+  bool folded_ = false;
 };
 TORCH_MODULE(Bottleneck);
 
@@ -64,6 +77,7 @@ class ResNetImpl : public Backbone {
   torch::Tensor forward(const torch::Tensor& images) override;
   int64_t out_channels() const override { return out_channels_; }
   int64_t stride() const override { return 32; }
+  void fold_batchnorm() override;
   int64_t depth() const { return depth_; }
 
  private:
@@ -95,6 +109,7 @@ class SmallResNetImpl : public Backbone {
   torch::Tensor forward(const torch::Tensor& images) override;
   int64_t out_channels() const override { return options_.widths.back(); }
   int64_t stride() const override { return int64_t{1} << options_.widths.size(); }
+  void fold_batchnorm() override;
   const SmallResNetOptions& options() const { return options_; }
 
  private:

@@ -1,0 +1,19 @@
+#include "cprfl/model/inference.h"
+
+#include <torch/torch.h>
+
+namespace cprfl {
+
+void convert_to_channels_last(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& parameter : module.parameters())
+    if (parameter.dim() == 4) parameter.set_data(parameter.contiguous(torch::MemoryFormat::ChannelsLast));
+}
+
+void prepare_for_inference(MultiLabelClassifier& model, const InferenceOptions& options) {
+  model.eval();
+  if (options.fold_batchnorm) model.backbone()->fold_batchnorm();
+  if (options.channels_last) convert_to_channels_last(*model.backbone());
+}
+
+}  // namespace cprfl
