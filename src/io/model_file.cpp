@@ -67,6 +67,18 @@ LoadedModel model_from_tensor_file(const TensorFile& file, const std::string& pa
   return loaded;
 }
 
+std::string class_list_difference(const std::vector<std::string>& model_classes, const std::string& model_name,
+                                  const std::vector<std::string>& other_classes, const std::string& other_name) {
+  if (model_classes.size() != other_classes.size())
+    return model_name + " has " + std::to_string(model_classes.size()) + " classes, " + other_name + " has " +
+           std::to_string(other_classes.size());
+  for (std::size_t i = 0; i < model_classes.size(); ++i)
+    if (model_classes[i] != other_classes[i])
+      return "class " + std::to_string(i) + " is '" + model_classes[i] + "' in " + model_name + " but '" +
+             other_classes[i] + "' in " + other_name;
+  return "";
+}
+
 LoadedModel load_model_file(const std::string& path, bool prefer_ema) {
   return model_from_tensor_file(load_tensor_file(path), path, prefer_ema);
 }

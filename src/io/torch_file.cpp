@@ -108,12 +108,17 @@ bool checked_add(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_ove
 // tensor data would otherwise pass silently).
 class ZipRecords {
  public:
-  explicit ZipRecords(const std::string& path) : path_(path), reader_(path) { read_checksums(); }
+  // The zip directory is checked first: LibTorch's reader leaks its zip state when it
+  // refuses a malformed archive, so it is only opened on a plausible one.
+  explicit ZipRecords(const std::string& path) : path_(path) {
+    read_checksums();
+    reader_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
+  }
 
-  bool has(const std::string& name) { return reader_.hasRecord(name); }
+  bool has(const std::string& name) { return reader_->hasRecord(name); }
 
   std::tuple<at::DataPtr, std::size_t> get(const std::string& name) {
-    auto [data, size] = reader_.getRecord(name);
+    auto [data, size] = reader_->getRecord(name);
     auto expected = checksums_.find(name);
     if (expected == checksums_.end()) fail_in(path_, "record '" + name + "' is missing from the zip directory");
     uLong crc = crc32(0L, Z_NULL, 0);
@@ -190,7 +195,7 @@ class ZipRecords {
   }
 
   const std::string& path_;
-  caffe2::serialize::PyTorchStreamReader reader_;
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader_;
   std::ifstream file_;
   uint64_t file_size_ = 0;
   std::map<std::string, uint32_t> checksums_;
