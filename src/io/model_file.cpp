@@ -33,16 +33,22 @@ TensorFile make_model_file(const ModelInfo& info, const torch::nn::Module& model
 
 LoadedModel model_from_tensor_file(const TensorFile& file, const std::string& path, bool prefer_ema) {
   const auto& meta = file.meta;
-  std::string kind = meta.value("kind", "");
+  if (!meta.is_object()) fail_in(path, "not a cprfl model file (no metadata)");
+  auto kind_it = meta.find("kind");
+  std::string kind = kind_it != meta.end() && kind_it->is_string() ? kind_it->get<std::string>() : "";
   if (kind != "model" && kind != "checkpoint")
     fail_in(path, "not a cprfl model file (kind '" + kind + "'); train one with `cprfl train`");
-  int format = meta.value("model_format", 0);
-  if (format != kModelFormat) {
-    fail_in(path, "model format " + std::to_string(format) + " is not supported by this build (reads format " +
-                      std::to_string(kModelFormat) + ")");
+  auto format_it = meta.find("model_format");
+  if (format_it == meta.end() || !format_it->is_number_integer() || *format_it != kModelFormat) {
+    fail_in(path, "model format " + (format_it == meta.end() ? std::string("(none)") : format_it->dump()) +
+                      " is not supported by this build (reads format " + std::to_string(kModelFormat) + ")");
   }
   LoadedModel loaded;
   try {
+    // Integers must be JSON integers: converting an out-of-range float is undefined behaviour.
+    for (const auto& count : meta.at("class_counts"))
+      if (!count.is_number_integer()) fail_in(path, "model metadata: class_counts holds a non-integer");
+    if (!meta.at("num_train_images").is_number_integer()) fail_in(path, "model metadata: num_train_images is not an integer");
     loaded.info.config = Config::from_json(meta.at("config"), path + " (config)");
     loaded.info.class_names = meta.at("class_names").get<std::vector<std::string>>();
     loaded.info.class_counts = meta.at("class_counts").get<std::vector<int64_t>>();

@@ -224,6 +224,8 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
     if (optimizer_state == file.tensors.end()) fail_in(checkpoint_path, "missing tensor 'trainer/optimizer'");
     load_optimizer_bytes(*bundle.optimizer, optimizer_state->second, device, checkpoint_path);
     const auto& state = file.meta.at("trainer");
+    for (const char* key : {"epochs_done", "step", "best_epoch"})  // an out-of-range float would be UB to convert
+      if (!state.at(key).is_number_integer()) fail_in(checkpoint_path, std::string("trainer state: ") + key + " is not an integer");
     start_epoch = state.at("epochs_done").get<int64_t>();
     step = state.at("step").get<int64_t>();
     best_score = state.at("best_score").get<double>();
