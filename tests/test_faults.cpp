@@ -164,17 +164,17 @@ TEST(Faults, ModelFileFromAnotherFormatVersion) {
 
 TEST(Faults, ModelFileMissingATensorNamesIt) {
   TensorFile file = small_model_file();
-  ASSERT_EQ(file.tensors.erase("model/layer1.0.conv1.weight"), 1u);
+  ASSERT_EQ(file.tensors.erase("model/backbone.layer1.0.conv1.weight"), 1u);
   std::string message = error_of([&] { model_from_tensor_file(file, "cut.cprfl", true); });
-  EXPECT_NE(message.find("cut.cprfl (weights): missing key layer1.0.conv1.weight"), std::string::npos) << message;
+  EXPECT_NE(message.find("cut.cprfl (weights): missing key backbone.layer1.0.conv1.weight"), std::string::npos) << message;
   file = small_model_file();
   file.tensors.erase("prompts/W");
   message = error_of([&] { model_from_tensor_file(file, "cut.cprfl", true); });
   EXPECT_NE(message.find("cut.cprfl: missing tensor 'prompts/W'"), std::string::npos) << message;
   file = small_model_file();
-  file.tensors["model/layer1.0.conv1.weight"] = torch::zeros({1, 2, 3});
+  file.tensors["model/backbone.layer1.0.conv1.weight"] = torch::zeros({1, 2, 3});
   message = error_of([&] { model_from_tensor_file(file, "odd.cprfl", true); });
-  EXPECT_NE(message.find("odd.cprfl (weights): shape mismatch for layer1.0.conv1.weight"), std::string::npos) << message;
+  EXPECT_NE(message.find("odd.cprfl (weights): shape mismatch for backbone.layer1.0.conv1.weight"), std::string::npos) << message;
 }
 
 TEST(Faults, ResumeWithAnotherClassListNamesTheDifference) {
