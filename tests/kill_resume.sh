@@ -63,15 +63,20 @@ for ((i = 0; i < KILLS; ++i)); do
   [ -f "$RUN/metrics.jsonl" ] && done_before=$(wc -l < "$RUN/metrics.jsonl")
   ((target < done_before)) && target=$done_before
   ((target >= EPOCHS)) && break
-  # Time from launch to the start of the target epoch, by the reference timings.
-  offset=$startup
-  for ((e = done_before; e < target; ++e)); do offset=$(calc "$offset + ${EPOCH_S[e]}"); done
+  # Where in the target epoch, by the reference run's timings of that epoch.
   case $phase in
-    step) delay=$(calc "$offset + (0.1 + 0.8 * $RANDOM / 32767) * ${TRAIN_S[target]}") ;;
-    eval) delay=$(calc "$offset + ${TRAIN_S[target]} + (0.1 + 0.6 * $RANDOM / 32767) * (${EPOCH_S[target]} - ${TRAIN_S[target]})") ;;
-    checkpoint) delay=$(calc "$offset + ${TRAIN_S[target]}") ;;
+    step) delay=$(calc "(0.1 + 0.8 * $RANDOM / 32767) * ${TRAIN_S[target]}") ;;
+    eval) delay=$(calc "${TRAIN_S[target]} + (0.1 + 0.6 * $RANDOM / 32767) * (${EPOCH_S[target]} - ${TRAIN_S[target]})") ;;
+    checkpoint) delay=$(calc "0.9 * ${TRAIN_S[target]}") ;;
   esac
   launch
+  # The epoch starts after the start-up, or when the run logs the epoch before it (the log is
+  # the clock: other load on the machine changes the speed from the reference run's).
+  if ((target == done_before)); then
+    sleep "$startup"
+  else
+    while kill -0 "$PID" 2>/dev/null && (( $(cat "$RUN/metrics.jsonl" 2>/dev/null | wc -l) < target )); do sleep 0.02; done
+  fi
   sleep "$delay"
   if [ "$phase" = checkpoint ]; then
     # Wait for the checkpoint's temporary file to appear, then kill at once.
@@ -99,7 +104,7 @@ for ((i = 0; i < KILLS; ++i)); do
   fi
   epochs_now=0
   [ -f "$RUN/metrics.jsonl" ] && epochs_now=$(wc -l < "$RUN/metrics.jsonl")
-  echo "kill-resume: kill $((i + 1))/$KILLS aimed at epoch $((target + 1)) $phase after ${delay}s; checkpoint after epoch $epochs_now"
+  echo "kill-resume: kill $((i + 1))/$KILLS aimed at epoch $((target + 1)) $phase, ${delay}s into it; checkpoint after epoch $epochs_now"
   survived=$((survived + 1))
 done
 
