@@ -6,6 +6,7 @@
 # (timing fields aside) and the weights in last.cprfl must equal the uninterrupted run's.
 #
 #   tests/kill_resume.sh TOOL SOURCE_DIR [KILLS]     (CTest runs KILLS=3)
+#   CPRFL_KILL_EPOCHS=20 tests/kill_resume.sh build/cprfl . 10   (the 10-kill run: more epochs than kills)
 set -euo pipefail
 TOOL=$(realpath "$1")
 SOURCE=$2
