@@ -54,9 +54,11 @@ Runner add_eval(CLI::App& root) {
     int num_classes = static_cast<int>(loaded.info.class_names.size());
     std::string list_path = options->list.empty() ? config.get_string("data.test_list") : options->list;
     std::string root_dir = options->root.empty() ? config.get_string("data.root") : options->root;
-    if (!options->labels.empty() && read_labels(options->labels) != loaded.info.class_names) {
-      throw Error(options->labels + ": its classes differ from the model's (" + std::to_string(num_classes) +
-                  " classes, starting '" + loaded.info.class_names.front() + "'); evaluate with the list the model was trained for");
+    std::vector<std::string> labels = options->labels.empty() ? loaded.info.class_names : read_labels(options->labels);
+    if (labels != loaded.info.class_names) {
+      throw Error(options->labels + ": its classes differ from the model's (" +
+                  class_list_difference(loaded.info.class_names, "the model", labels, "the labels file") +
+                  "); evaluate with the list the model was trained for");
     }
     auto list = read_image_list(list_path, num_classes);
     TransformConfig transform;

@@ -60,7 +60,7 @@ TEST(Npy, RoundTripsEverySupportedDtype) {
   expect_round_trip(base.to(torch::kFloat), dir.file("f4.npy"));
   expect_round_trip(base, dir.file("f8.npy"));
   expect_round_trip(torch::tensor({-2147483647 - 1, 0, 2147483647}, torch::kInt), dir.file("i4.npy"));
-  expect_round_trip(torch::tensor({std::int64_t{-1} << 62, std::int64_t{0}, std::int64_t{1} << 62}, torch::kLong), dir.file("i8.npy"));
+  expect_round_trip(torch::tensor({-(std::int64_t{1} << 62), std::int64_t{0}, std::int64_t{1} << 62}, torch::kLong), dir.file("i8.npy"));
   expect_round_trip(torch::arange(0, 256, torch::kInt).to(torch::kByte).reshape({16, 16}), dir.file("u1.npy"));
   expect_round_trip(torch::tensor({true, false, true, true}), dir.file("b1.npy"));
 }

@@ -104,6 +104,8 @@ std::vector<std::string> read_labels(const std::string& path) {
   std::map<std::string, std::size_t> first_line;
   std::vector<std::string> names;
   for (auto& entry : entries) {
+    if (!is_valid_utf8(entry.name))  // names are stored as JSON in model files
+      fail_at(path, entry.line, "class name is not valid UTF-8 text (save the labels file as UTF-8)");
     auto [it, inserted] = first_line.emplace(entry.name, entry.line);
     // The published COCO-LT labels file truncates names ("baseball" twice), so a repeat is
     // a warning: ids, not names, identify classes.

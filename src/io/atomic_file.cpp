@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <vector>
 
 #include "cprfl/common/error.h"
 
@@ -45,6 +46,21 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
     ::unlink(temp.c_str());
     fail_in(path, std::string("rename failed: ") + std::strerror(saved));
   }
+}
+
+void remove_stale_temporaries(const std::string& path) {
+  std::filesystem::path target(path);
+  std::filesystem::path folder = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+  const std::string prefix = "." + target.filename().string() + ".tmp";
+  std::vector<std::filesystem::path> stale;  // collected first: no removal while listing
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(folder, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
+        name.find_first_not_of("0123456789", prefix.size()) == std::string::npos)
+      stale.push_back(entry.path());
+  }
+  for (const auto& file : stale) std::filesystem::remove(file, error);
 }
 
 void make_directories(const std::string& path) {

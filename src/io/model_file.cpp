@@ -33,16 +33,22 @@ TensorFile make_model_file(const ModelInfo& info, const torch::nn::Module& model
 
 LoadedModel model_from_tensor_file(const TensorFile& file, const std::string& path, bool prefer_ema) {
   const auto& meta = file.meta;
-  std::string kind = meta.value("kind", "");
+  if (!meta.is_object()) fail_in(path, "not a cprfl model file (no metadata)");
+  auto kind_it = meta.find("kind");
+  std::string kind = kind_it != meta.end() && kind_it->is_string() ? kind_it->get<std::string>() : "";
   if (kind != "model" && kind != "checkpoint")
     fail_in(path, "not a cprfl model file (kind '" + kind + "'); train one with `cprfl train`");
-  int format = meta.value("model_format", 0);
-  if (format != kModelFormat) {
-    fail_in(path, "model format " + std::to_string(format) + " is not supported by this build (reads format " +
-                      std::to_string(kModelFormat) + ")");
+  auto format_it = meta.find("model_format");
+  if (format_it == meta.end() || !format_it->is_number_integer() || *format_it != kModelFormat) {
+    fail_in(path, "model format " + (format_it == meta.end() ? std::string("(none)") : format_it->dump()) +
+                      " is not supported by this build (reads format " + std::to_string(kModelFormat) + ")");
   }
   LoadedModel loaded;
   try {
+    // Integers must be JSON integers: converting an out-of-range float is undefined behaviour.
+    for (const auto& count : meta.at("class_counts"))
+      if (!count.is_number_integer()) fail_in(path, "model metadata: class_counts holds a non-integer");
+    if (!meta.at("num_train_images").is_number_integer()) fail_in(path, "model metadata: num_train_images is not an integer");
     loaded.info.config = Config::from_json(meta.at("config"), path + " (config)");
     loaded.info.class_names = meta.at("class_names").get<std::vector<std::string>>();
     loaded.info.class_counts = meta.at("class_counts").get<std::vector<int64_t>>();
@@ -65,6 +71,18 @@ LoadedModel model_from_tensor_file(const TensorFile& file, const std::string& pa
                    path + (loaded.using_ema ? " (EMA weights)" : " (weights)"));
   loaded.model->eval();
   return loaded;
+}
+
+std::string class_list_difference(const std::vector<std::string>& model_classes, const std::string& model_name,
+                                  const std::vector<std::string>& other_classes, const std::string& other_name) {
+  if (model_classes.size() != other_classes.size())
+    return model_name + " has " + std::to_string(model_classes.size()) + " classes, " + other_name + " has " +
+           std::to_string(other_classes.size());
+  for (std::size_t i = 0; i < model_classes.size(); ++i)
+    if (model_classes[i] != other_classes[i])
+      return "class " + std::to_string(i) + " is '" + model_classes[i] + "' in " + model_name + " but '" +
+             other_classes[i] + "' in " + other_name;
+  return "";
 }
 
 LoadedModel load_model_file(const std::string& path, bool prefer_ema) {

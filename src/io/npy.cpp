@@ -273,6 +273,17 @@ Layout read_layout(const Preamble& preamble, std::string_view header, std::uint6
   std::uint64_t data_bytes = total_size - layout.data_offset;
   std::uint64_t max_elements = data_bytes / layout.item_size;
   bool empty = std::find(layout.shape.begin(), layout.shape.end(), 0) != layout.shape.end();
+  if (empty) {
+    // No data, but the other dimensions must still multiply to a representable size, as
+    // numpy and LibTorch require (LibTorch throws on overflow even next to a zero).
+    std::uint64_t product = 1;
+    const std::uint64_t limit = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) / layout.item_size;
+    for (std::int64_t dim : layout.shape) {
+      auto d = static_cast<std::uint64_t>(dim);
+      if (d != 0 && product > limit / d) fail_in(name, "shape " + shape_text(layout.shape) + " is too large");
+      if (d != 0) product *= d;
+    }
+  }
   std::uint64_t numel = 1;
   for (std::int64_t dim : layout.shape) {
     if (empty) break;

@@ -44,6 +44,13 @@ T read_le(std::string_view bytes, std::size_t offset) {
 
 std::size_t aligned(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
+// A size or offset from the header: a non-negative JSON integer (a float or a negative number
+// is refused; converting an out-of-range float would be undefined behaviour).
+std::uint64_t header_size(const nlohmann::json& value, const std::string& what, const std::string& name) {
+  if (!value.is_number_unsigned()) fail_in(name, what + " is not a non-negative integer");
+  return value.get<std::uint64_t>();
+}
+
 std::uint32_t crc_of(std::string_view bytes) {
   uLong crc = crc32(0L, Z_NULL, 0);
   std::size_t offset = 0;
@@ -115,15 +122,25 @@ TensorFile parse_tensor_file(std::string_view bytes, const std::string& name) {
       std::string tensor_name = entry.at("name").get<std::string>();
       auto dtype_it = dtype_names().find(entry.at("dtype").get<std::string>());
       if (dtype_it == dtype_names().end()) fail_in(name, "tensor '" + tensor_name + "' has an unknown dtype");
-      std::vector<int64_t> shape = entry.at("shape").get<std::vector<int64_t>>();
-      std::size_t offset = entry.at("offset").get<std::size_t>();
-      std::size_t nbytes = entry.at("nbytes").get<std::size_t>();
+      const std::string what = "tensor '" + tensor_name + "'";
+      const auto& dims = entry.at("shape");
+      if (!dims.is_array() || dims.size() > 64) fail_in(name, what + " has no shape list of at most 64 dimensions");
+      std::vector<int64_t> shape;
+      for (const auto& dim : dims) {
+        std::uint64_t value = header_size(dim, what + ": a dimension", name);
+        if (value > static_cast<std::uint64_t>(INT64_MAX)) fail_in(name, what + " has an impossible dimension");
+        shape.push_back(static_cast<int64_t>(value));
+      }
+      std::size_t offset = header_size(entry.at("offset"), what + ": offset", name);
+      std::size_t nbytes = header_size(entry.at("nbytes"), what + ": nbytes", name);
       std::size_t element = torch::elementSize(dtype_it->second);
-      unsigned __int128 count = 1;
+      // The element count, and apart from zeros (an empty tensor) the size LibTorch computes:
+      // both must be representable.
+      unsigned __int128 count = 1, nonzero = element;
       for (auto dim : shape) {
-        if (dim < 0) fail_in(name, "tensor '" + tensor_name + "' has a negative dimension");
+        if (dim != 0) nonzero *= static_cast<unsigned __int128>(dim);
+        if (nonzero > static_cast<unsigned __int128>(INT64_MAX)) fail_in(name, what + " has an impossible shape");
         count *= static_cast<unsigned __int128>(dim);
-        if (count > data_size) break;
       }
       if (count * element != nbytes || offset > data_size || nbytes > data_size - offset)
         fail_in(name, "tensor '" + tensor_name + "' does not fit its shape or the file");

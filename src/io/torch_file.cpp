@@ -112,12 +112,17 @@ bool checked_add(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_ove
 // tensor data would otherwise pass silently).
 class ZipRecords {
  public:
-  explicit ZipRecords(const std::string& path) : path_(path), reader_(path) { read_checksums(); }
+  // The zip directory is checked first: LibTorch's reader leaks its zip state when it
+  // refuses a malformed archive, so it is only opened on a plausible one.
+  explicit ZipRecords(const std::string& path) : path_(path) {
+    read_checksums();
+    reader_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
+  }
 
-  bool has(const std::string& name) { return reader_.hasRecord(name); }
+  bool has(const std::string& name) { return reader_->hasRecord(name); }
 
   std::tuple<at::DataPtr, std::size_t> get(const std::string& name) {
-    auto [data, size] = reader_.getRecord(name);
+    auto [data, size] = reader_->getRecord(name);
     auto expected = checksums_.find(name);
     if (expected == checksums_.end()) fail_in(path_, "record '" + name + "' is missing from the zip directory");
     uLong crc = crc32(0L, Z_NULL, 0);
@@ -133,12 +138,17 @@ class ZipRecords {
   }
 
  private:
+  // The same wording as LibTorch's reader errors get in read_torch_file.
+  [[noreturn]] void unreadable(const std::string& what) const {
+    fail_in(path_, "is not a readable PyTorch zip file (truncated or corrupted?): " + what);
+  }
+
   std::string read_at(uint64_t offset, uint64_t count) {
-    if (offset > file_size_ || count > file_size_ - offset) fail_in(path_, "has a corrupted zip directory");
+    if (offset > file_size_ || count > file_size_ - offset) unreadable("corrupted zip directory");
     std::string bytes(count, '\0');
     file_.seekg(static_cast<std::streamoff>(offset));
     file_.read(bytes.data(), static_cast<std::streamsize>(count));
-    if (!file_) fail_in(path_, "cannot read its zip directory");
+    if (!file_) unreadable("cannot read the zip directory");
     return bytes;
   }
   static uint64_t le(const std::string& bytes, std::size_t at, int width) {
@@ -161,18 +171,18 @@ class ZipRecords {
         eocd = i;
         break;
       }
-    if (eocd == std::string::npos) fail_in(path_, "has no zip directory");
+    if (eocd == std::string::npos) unreadable("no zip directory");
     uint64_t entries = le(tail, eocd + 10, 2);
     uint64_t directory_size = le(tail, eocd + 12, 4);
     uint64_t directory_offset = le(tail, eocd + 16, 4);
     if (directory_offset == 0xFFFFFFFFu || entries == 0xFFFFu || directory_size == 0xFFFFFFFFu) {
       // Zip64: a locator just before the end record points to the zip64 end record.
       const uint64_t eocd_in_file = file_size_ - tail_size + eocd;
-      if (eocd_in_file < 20) fail_in(path_, "has a corrupted zip directory");
+      if (eocd_in_file < 20) unreadable("corrupted zip directory");
       std::string locator = read_at(eocd_in_file - 20, 20);
-      if (le(locator, 0, 4) != 0x07064b50) fail_in(path_, "has a corrupted zip64 directory");
+      if (le(locator, 0, 4) != 0x07064b50) unreadable("corrupted zip64 directory");
       std::string end64 = read_at(le(locator, 8, 8), 56);
-      if (le(end64, 0, 4) != 0x06064b50) fail_in(path_, "has a corrupted zip64 directory");
+      if (le(end64, 0, 4) != 0x06064b50) unreadable("corrupted zip64 directory");
       entries = le(end64, 32, 8);
       directory_size = le(end64, 40, 8);
       directory_offset = le(end64, 48, 8);
@@ -181,11 +191,11 @@ class ZipRecords {
     std::size_t at = 0;
     for (uint64_t i = 0; i < entries; ++i) {
       if (directory.size() - at < 46 || le(directory, at, 4) != 0x02014b50)
-        fail_in(path_, "has a corrupted zip directory");
+        unreadable("corrupted zip directory");
       const uint32_t crc = static_cast<uint32_t>(le(directory, at + 16, 4));
       const std::size_t name_length = le(directory, at + 28, 2);
       const std::size_t entry_size = 46 + name_length + le(directory, at + 30, 2) + le(directory, at + 32, 2);
-      if (directory.size() - at < entry_size) fail_in(path_, "has a corrupted zip directory");
+      if (directory.size() - at < entry_size) unreadable("corrupted zip directory");
       std::string name = directory.substr(at + 46, name_length);
       auto slash = name.find('/');
       checksums_[slash == std::string::npos ? name : name.substr(slash + 1)] = crc;
@@ -194,7 +204,7 @@ class ZipRecords {
   }
 
   const std::string& path_;
-  caffe2::serialize::PyTorchStreamReader reader_;
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader_;
   std::ifstream file_;
   uint64_t file_size_ = 0;
   std::map<std::string, uint32_t> checksums_;

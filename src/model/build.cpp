@@ -69,8 +69,58 @@ torch::Tensor load_prompt_embeddings(const Config& config, int64_t num_classes) 
   return w / w.norm(2, 1, true) * config.get_float("prompts.randn_norm");
 }
 
+namespace {
+
+// Models above this many parameters (4 bytes each) are refused before anything is allocated:
+// a model file's config is outside input. The paper's ResNet-101 + CPRFL has about 92 M.
+constexpr double kMaxParameters = 250e6;
+
+// The parameter count the config describes, from its weight matrices (biases and norms are
+// negligible). Doubles: absurd sizes must not overflow before they are refused.
+double estimated_parameters(const Config& config, int64_t num_classes, int64_t prompt_width) {
+  const std::string& backbone = config.get_string("model.backbone");
+  double total = 0, out_channels = 2048;
+  if (backbone == "small") {
+    SmallResNetOptions small = small_backbone_options(config);
+    double in = 3;
+    for (std::size_t i = 0; i < small.widths.size(); ++i) {
+      double width = static_cast<double>(small.widths[i]);
+      total += 9 * in * width + in * width + static_cast<double>(small.blocks[i]) * 2 * 9 * width * width;
+      in = width;
+    }
+    out_channels = in;
+  } else {
+    total += 45e6;  // torchvision ResNets: 11.7 M (18) to 44.5 M (101)
+    if (backbone == "resnet18" || backbone == "resnet34") out_channels = 512;
+  }
+  const double classes = static_cast<double>(num_classes);
+  if (config.get_string("model.type") == "linear") return total + out_channels * classes;
+  const double d = static_cast<double>(config.get_int("model.d"));
+  const double hidden = config.get_float("model.tau") * d;
+  const double inner = static_cast<double>(config.get_int("model.heads")) * static_cast<double>(config.get_int("model.head_dim"));
+  const double ffn = static_cast<double>(config.get_int("model.ffn"));
+  const double layers = static_cast<double>(config.get_int("model.depth"));
+  const double width = static_cast<double>(prompt_width);
+  return total + classes * width + width * hidden + hidden * d + out_channels * d + layers * (4 * d * inner + 2 * d * ffn);
+}
+
+}  // namespace
+
 std::shared_ptr<MultiLabelClassifier> build_model(const Config& config, int64_t num_classes,
                                                   const torch::Tensor& prompt_embeddings) {
+  if (config.get_string("model.type") == "cprfl") {
+    for (const char* key : {"model.d", "model.heads", "model.head_dim", "model.ffn", "model.depth"})
+      if (config.get_int(key) < 1) throw Error(std::string(key) + " must be at least 1, got " + std::to_string(config.get_int(key)));
+    const double dropout = config.get_float("model.dropout");
+    if (!(dropout >= 0 && dropout < 1)) throw Error("model.dropout must be in [0, 1), got " + std::to_string(dropout));
+  }
+  const double parameters =
+      estimated_parameters(config, num_classes, prompt_embeddings.defined() ? prompt_embeddings.size(-1) : 0);
+  if (!(parameters <= kMaxParameters)) {
+    throw Error("model: the config describes about " + std::to_string(static_cast<long long>(std::min(parameters, 1e18) / 1e6)) +
+                " M parameters, more than the limit of " + std::to_string(static_cast<long long>(kMaxParameters / 1e6)) +
+                " M (check model.d, model.heads, model.head_dim, model.ffn, model.depth and model.small_widths)");
+  }
   auto backbone = make_backbone(config.get_string("model.backbone"), small_backbone_options(config));
   if (config.get_string("model.type") == "linear")
     return LinearHeadModel(backbone.module, num_classes).ptr();

@@ -145,6 +145,7 @@ std::string canonical(const ConfigKey& entry, const std::string& value, const st
       return out.str();
     }
     case VT::kString: {
+      if (!is_valid_utf8(value)) return bad("not valid UTF-8 text");  // configs are stored as JSON in model files
       if (!entry.choices.empty() && std::find(entry.choices.begin(), entry.choices.end(), value) == entry.choices.end()) {
         std::string allowed;
         for (auto& choice : entry.choices) allowed += (allowed.empty() ? "" : ", ") + choice;
@@ -174,8 +175,18 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
 void flatten_yaml(const YAML::Node& node, const std::string& prefix, const std::string& origin,
                   std::vector<std::pair<std::string, YAML::Node>>& out) {
   if (node.IsMap()) {
+    // Settings are two levels deep (section.name). A deeper map is refused at once, so that
+    // aliases (a YAML "billion laughs") cannot make this walk exponential.
+    if (prefix.find('.') != std::string::npos) {
+      std::string where = origin + ":" + std::to_string(node.Mark().line + 1) + ": ";
+      for (const auto& entry : config_schema())
+        if (entry.key == prefix) throw Error(where + prefix + ": expected a single value, got a mapping");
+      throw Error(where + "unknown key '" + prefix + "' (did you mean '" + nearest_config_key(prefix) + "'?)");
+    }
     for (const auto& item : node) {
-      std::string key = item.first.as<std::string>();
+      if (!item.first.IsScalar())  // e.g. "? [a, b]": a list or map as a key
+        throw Error(origin + ":" + std::to_string(item.first.Mark().line + 1) + ": a key must be a plain name");
+      std::string key = item.first.Scalar();
       flatten_yaml(item.second, prefix.empty() ? key : prefix + "." + key, origin, out);
     }
   } else if (node.IsScalar() || node.IsNull()) {

@@ -126,6 +126,13 @@ std::string fixed(double value, int digits) {
   return out.str();
 }
 
+// metrics.jsonl: one line per finished epoch.
+void write_metrics_log(const std::string& out_dir, const nlohmann::json& history) {
+  std::string lines;
+  for (const auto& line : history) lines += line.dump() + "\n";
+  write_file_atomic(out_dir + "/metrics.jsonl", lines);
+}
+
 }  // namespace
 
 Config config_of_run(const std::string& out_dir) {
@@ -147,6 +154,9 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
   if (select_best && config.get_float("data.val_fraction") <= 0)
     throw Error("train.select = best needs a validation split: set data.val_fraction (e.g. 0.1); the test list is never used for selection");
   make_directories(out_dir);
+  // A run killed while writing leaves temporary files; this run is their only writer.
+  for (const char* name : {kCheckpointName, kBestName, "metrics.jsonl", "config.yaml"})
+    remove_stale_temporaries(out_dir + "/" + name);
 
   // Data and class statistics (n_c from the part of the training list actually trained on).
   auto names = read_labels(config.get_string("data.labels"));
@@ -207,19 +217,26 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
   if (options.resume) {
     auto file = load_tensor_file(checkpoint_path);
     if (file.meta.value("kind", "") != "checkpoint") fail_in(checkpoint_path, "not a training checkpoint");
-    if (file.meta.at("class_names") != nlohmann::json(names))
-      fail_in(checkpoint_path, "its classes differ from " + config.get_string("data.labels"));
+    auto checkpoint_names = file.meta.at("class_names").get<std::vector<std::string>>();
+    if (checkpoint_names != names)
+      fail_in(checkpoint_path, "its classes differ from " + config.get_string("data.labels") + ": " +
+                                   class_list_difference(checkpoint_names, "the checkpoint", names, "the labels file"));
     load_named_state(*model, tensors_with_prefix(file, "model/"), checkpoint_path);
     if (ema) load_named_state(*ema_model, tensors_with_prefix(file, "ema/"), checkpoint_path + " (EMA)");
     auto optimizer_state = file.tensors.find("trainer/optimizer");
     if (optimizer_state == file.tensors.end()) fail_in(checkpoint_path, "missing tensor 'trainer/optimizer'");
     load_optimizer_bytes(*bundle.optimizer, optimizer_state->second, device, checkpoint_path);
     const auto& state = file.meta.at("trainer");
+    for (const char* key : {"epochs_done", "step", "best_epoch"})  // an out-of-range float would be UB to convert
+      if (!state.at(key).is_number_integer()) fail_in(checkpoint_path, std::string("trainer state: ") + key + " is not an integer");
     start_epoch = state.at("epochs_done").get<int64_t>();
     step = state.at("step").get<int64_t>();
     best_score = state.at("best_score").get<double>();
     best_epoch = state.at("best_epoch").get<int64_t>();
     history = state.at("history");
+    // A run killed between writing the checkpoint and metrics.jsonl left the log one epoch
+    // behind; the checkpoint is the record, so the log is rewritten from it.
+    write_metrics_log(out_dir, history);
     if (start_epoch >= epochs) std::cerr << "train: " << checkpoint_path << " already finished all " << epochs << " epochs\n";
     else std::cerr << "train: resuming after epoch " << start_epoch << " (step " << step << ")\n";
   } else if (std::filesystem::exists(checkpoint_path)) {
@@ -326,9 +343,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
     checkpoint.tensors["trainer/optimizer"] =
         torch::from_blob(optimizer_state.data(), {static_cast<int64_t>(optimizer_state.size())}, torch::kByte).clone();
     save_tensor_file(checkpoint_path, checkpoint);
-    std::string lines;
-    for (const auto& line : history) lines += line.dump() + "\n";
-    write_file_atomic(out_dir + "/metrics.jsonl", lines);
+    write_metrics_log(out_dir, history);
     if (options.progress && record.contains("test")) {
       auto show = [](const nlohmann::json& g) {
         auto v = [](const nlohmann::json& x) { return x.is_null() ? std::string("-") : fixed(x.get<double>(), 2); };

@@ -18,5 +18,8 @@ std::optional<std::int64_t> parse_int(std::string_view token);
 std::string read_text_file(const std::string& path);
 // Splits text into lines, dropping a trailing CR on each (CRLF files read like LF files).
 std::vector<std::string_view> split_lines(std::string_view text);
+// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF). Names and settings stored in model files must be: JSON holds only UTF-8.
+bool is_valid_utf8(std::string_view text);
 
 }  // namespace cprfl

@@ -9,6 +9,10 @@ namespace cprfl {
 
 void write_file_atomic(const std::string& path, std::string_view bytes);
 
+// Removes the temporary files that writes of `path` killed midway (SIGKILL, power loss) left
+// in its folder. Only for a caller that is the sole writer of `path`, e.g. a training run.
+void remove_stale_temporaries(const std::string& path);
+
 // Creates a directory and its parents; an error names the path if that fails.
 void make_directories(const std::string& path);
 

@@ -35,6 +35,11 @@ struct LoadedModel {
 
 // Rebuilds the model from a file. `prefer_ema` loads the EMA weights when present (the
 // default, as the official recipe evaluates and keeps the EMA model).
+// How two class lists differ, for messages: "the model has 4 classes, labels.txt has 5" or
+// "class 2 is 'cat' in the model but 'dog' in labels.txt"; empty when they are equal.
+std::string class_list_difference(const std::vector<std::string>& model_classes, const std::string& model_name,
+                                  const std::vector<std::string>& other_classes, const std::string& other_name);
+
 LoadedModel load_model_file(const std::string& path, bool prefer_ema = true);
 LoadedModel model_from_tensor_file(const TensorFile& file, const std::string& path, bool prefer_ema);
 
