@@ -29,7 +29,8 @@ class Backbone : public torch::nn::Module {
   // before it, which gains a bias; the BatchNorm modules are then skipped. Outputs are those
   // of eval mode up to rounding. Afterwards the trunk refuses to run in training mode, and its
   // state no longer matches a saved model's, so fold a copy that is used only to predict.
-  virtual void fold_batchnorm() = 0;
+  // Trunks that do not implement it (the CLIP towers) keep their BatchNorms: same outputs.
+  virtual void fold_batchnorm() {}
   bool batchnorm_folded() const { return folded_; }
 
  protected:
