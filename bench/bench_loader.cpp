@@ -27,16 +27,13 @@
 #include "cprfl/data/loader.h"
 #include "cprfl/data/transforms.h"
 #include "cprfl/io/atomic_file.h"
+#include "timing.h"
 
 using namespace cprfl;
-using Clock = std::chrono::steady_clock;
+using namespace cprfl::bench;
 using nlohmann::json;
 
 namespace {
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);
@@ -272,13 +269,6 @@ std::string first_line_with(const std::string& path, const std::string& key) {
   while (std::getline(in, line))
     if (line.rfind(key, 0) == 0) return line.substr(line.find(':') + 2);
   return "";
-}
-
-std::string load_average() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
 }
 
 }  // namespace

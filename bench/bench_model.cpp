@@ -14,6 +14,7 @@
 #include "cprfl/io/atomic_file.h"
 #include "cprfl/loss/losses.h"
 #include "cprfl/model/cprfl.h"
+#include "timing.h"
 
 using namespace cprfl;
 
@@ -23,15 +24,7 @@ namespace {
 // primitives and the thread pool), then the median of `repeats` timed calls (the machine is
 // shared, so the median is steadier than the mean).
 double seconds_per_call(const std::function<void()>& call, int repeats) {
-  for (int i = 0; i < 3; ++i) call();
-  std::vector<double> times;
-  for (int i = 0; i < repeats; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    call();
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return bench::median_of(bench::time_calls(call, 3, repeats));
 }
 
 double train_images_per_second(MultiLabelClassifier& model, int batch, int size, int repeats) {

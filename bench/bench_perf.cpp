@@ -49,49 +49,13 @@
 #include "cprfl/model/inference.h"
 #include "cprfl/train/config.h"
 #include "cprfl/train/optim.h"
+#include "timing.h"
 
 using namespace cprfl;
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
+using namespace cprfl::bench;
 
 namespace {
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-json summary_of(std::vector<double> times) {
-  std::sort(times.begin(), times.end());
-  auto at = [&](double q) { return times[std::min(times.size() - 1, static_cast<std::size_t>(q * times.size()))]; };
-  return {{"median_s", at(0.5)}, {"p90_s", at(0.9)}, {"min_s", times.front()}, {"runs", times.size()}};
-}
-
-// Warm-up calls (oneDNN builds its primitives on the first calls), then `runs` timed calls.
-std::vector<double> time_calls(const std::function<void()>& call, int warmup, int runs) {
-  for (int i = 0; i < warmup; ++i) call();
-  std::vector<double> times;
-  for (int i = 0; i < runs; ++i) {
-    auto start = Clock::now();
-    call();
-    times.push_back(seconds_since(start));
-  }
-  return times;
-}
-
-double peak_rss_mb() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
-  return -1;
-}
-
-std::string load_average() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
 
 // ---- FLOP counting: a RecordFunction observer over the matrix-product operators -----------
 // Counts 2·MACs of aten::convolution, mm, addmm, bmm, baddbmm (linears and the attention
@@ -375,11 +339,18 @@ json case_infer_file(const Setup& setup, int reps) {
 // micro_batch < batch): data = time blocked waiting for the loader (its workers decode and
 // augment real image files ahead, overlapped with compute), forward = model + loss,
 // backward, optimizer = AdamW step + zero_grad + EMA update (as the trainer does).
-json case_train(const Setup& setup, const std::string& precision, int warmup, int steps) {
+// variant: "fp32" (contiguous NCHW) or "fp32_channels_last" (backbone weights, their
+// gradients and optimizer moments, and the input batches in channels-last).
+json case_train(const Setup& setup, const std::string& variant, int warmup, int steps) {
+  const bool channels_last = variant.find("channels_last") != std::string::npos;
   auto model = make_model(setup);
   model->train();
   auto ema_model = make_model(setup);
   ema_model->eval();
+  if (channels_last) {
+    convert_to_channels_last(*model->backbone());
+    convert_to_channels_last(*ema_model->backbone());
+  }
   WeightEma ema(*ema_model, *model, setup.config.get_float("optim.ema_decay"));
   OptimizerOptions optimizer_options;
   optimizer_options.lr = setup.config.get_float("optim.lr");
@@ -423,6 +394,7 @@ json case_train(const Setup& setup, const std::string& precision, int warmup, in
     const int64_t rows = batch->images.size(0);
     for (int64_t first = 0; first < rows; first += setup.micro_batch) {
       auto images = batch->images.slice(0, first, first + setup.micro_batch);
+      if (channels_last) images = images.contiguous(torch::MemoryFormat::ChannelsLast);
       auto targets = batch->targets.slice(0, first, first + setup.micro_batch);
       auto t0 = Clock::now();
       auto logits = model->forward(images);
@@ -444,7 +416,7 @@ json case_train(const Setup& setup, const std::string& precision, int warmup, in
     }
   }
   json out;
-  out["precision"] = precision;
+  out["variant"] = variant;
   out["batch"] = setup.train_batch;
   out["micro_batch"] = setup.micro_batch;
   out["warmup_steps"] = warmup;
@@ -567,12 +539,14 @@ struct Args {
   int threads = 0;  // 0 = LibTorch's default
   int reps = 20;
   int train_steps = 0;  // 0 = per configuration (A 10, B 2)
+  int micro_batch = 0;  // 0 = per configuration (A 32 = the batch, B 4)
   std::string out = "bench/results/perf.json";
 };
 
 json run_case(const Args& args) {
   auto setup = make_setup(args.config);
   if (setup.name == "B") setup.micro_batch = 4;  // 4 micro-batches of 4 = the configured 16
+  if (args.micro_batch > 0) setup.micro_batch = std::min(args.micro_batch, setup.train_batch);
   const int batch_reps = setup.name == "A" ? 20 : 3;
   if (args.run_case == "gemm") return case_gemm(args.reps);
   if (args.run_case == "flops") return case_flops(setup);
@@ -594,7 +568,7 @@ json run_child(const std::string& self, const Args& args, const std::string& con
                const std::string& variant) {
   std::ostringstream command;
   command << "'" << self << "' --case " << name << " --config " << config << " --threads " << args.threads
-          << " --reps " << args.reps << " --train-steps " << args.train_steps;
+          << " --reps " << args.reps << " --train-steps " << args.train_steps << " --micro-batch " << args.micro_batch;
   if (!variant.empty()) command << " --variant " << variant;
   std::cerr << "[" << config << "] " << name << (variant.empty() ? "" : " " + variant) << " (load " << load_average()
             << ") ... " << std::flush;
@@ -616,7 +590,7 @@ json run_child(const std::string& self, const Args& args, const std::string& con
   return result;
 }
 
-double median_of(const json& j) { return j.at("median_s").get<double>(); }
+double median_of(const json& j) { return j.at("median_s").get<double>(); }  // of a summary_of
 
 // Derived figures: GFLOP/s from the counted FLOPs, the share of the GEMM peak.
 void add_derived(json& config_results, double gemm_gflops) {
@@ -663,7 +637,8 @@ bool cpu_has(const std::string& flag) {
 }
 
 int usage() {
-  std::cerr << "usage: bench_perf [--config A|B|all] [--threads N] [--reps N] [--train-steps N] [--only CASE] [--out FILE]\n";
+  std::cerr << "usage: bench_perf [--config A|B|all] [--threads N] [--reps N] [--train-steps N] [--micro-batch N]\n"
+               "                  [--only CASE [--variant V]] [--out FILE]\n";
   return 2;
 }
 
@@ -682,6 +657,7 @@ int main(int argc, char** argv) {
     else if (flag == "--threads") args.threads = std::atoi(value.c_str());
     else if (flag == "--reps") args.reps = std::max(20, std::atoi(value.c_str()));
     else if (flag == "--train-steps") args.train_steps = std::atoi(value.c_str());
+    else if (flag == "--micro-batch") args.micro_batch = std::atoi(value.c_str());
     else if (flag == "--out") args.out = value;
     else return usage();
   }
@@ -736,7 +712,9 @@ int main(int argc, char** argv) {
     json& r = results[config];
     if (!args.only.empty()) {  // one case, e.g. --only authors_way
       auto result = run_child(self, args, config, args.only, args.variant);
-      if (args.only == "infer_tensor" || args.only == "train") r[args.only][args.variant] = result;
+      if (args.only == "infer_tensor") r[args.only][args.variant] = result;
+      else if (args.only == "train")
+        r[args.only][args.variant + (args.micro_batch > 0 ? "_micro" + std::to_string(args.micro_batch) : "")] = result;
       else r[args.only] = result;
       add_derived(r, gemm);
       continue;

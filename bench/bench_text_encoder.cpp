@@ -17,6 +17,7 @@
 #include "cprfl/clip/token_tensor.h"
 #include "cprfl/data/list_file.h"
 #include "cprfl/io/atomic_file.h"
+#include "timing.h"
 
 using namespace cprfl;
 
@@ -25,15 +26,7 @@ namespace {
 // Median seconds of `repeats` timed calls after one warm-up call (the machine is shared, so
 // the median is steadier than the mean).
 double seconds_per_call(const std::function<void()>& call, int repeats) {
-  call();
-  std::vector<double> times;
-  for (int i = 0; i < repeats; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    call();
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return bench::median_of(bench::time_calls(call, 1, repeats));
 }
 
 // Multiply-adds x 2 of the encoder on `prompts` sequences of `length` positions: per layer

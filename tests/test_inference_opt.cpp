@@ -17,6 +17,7 @@
 #include "cprfl/model/build.h"
 #include "cprfl/model/cprfl.h"
 #include "cprfl/model/inference.h"
+#include "cprfl/model/state_dict.h"
 #include "cprfl/train/accumulate.h"
 #include "support/test_support.h"
 
@@ -182,6 +183,48 @@ TEST(InferenceOpt, KeptAttentionMapStillCoversEveryRow) {
 }
 
 // ---- gradient accumulation ----------------------------------------------------------------
+
+// train.channels_last: a training-mode step (batch statistics, gradients through every
+// BatchNorm) gives the same loss and gradients, and the weights save as ordinary tensors.
+TEST(ChannelsLastTraining, SameLossGradientsAndSavedWeights) {
+  auto [reference, converted] = twin_models("resnet18", small_head());
+  convert_to_channels_last(*converted->backbone());
+  int converted_weights = 0;
+  for (const auto& p : converted->backbone()->parameters())
+    converted_weights += p.dim() == 4 && p.is_contiguous(torch::MemoryFormat::ChannelsLast) && !p.is_contiguous();
+  EXPECT_GT(converted_weights, 10);
+  reference->train(), converted->train();
+  AsymmetricLoss loss_fn;
+  torch::manual_seed(3);
+  auto images = torch::randn({4, 3, 48, 48});
+  auto targets = (torch::rand({4, 5}) < 0.4).to(torch::kFloat);
+  torch::manual_seed(4);  // the same dropout masks in both
+  auto reference_loss = loss_fn(reference->forward(images), targets);
+  torch::manual_seed(4);
+  auto converted_loss = loss_fn(converted->forward(images), targets);
+  reference_loss.backward(), converted_loss.backward();
+  EXPECT_NEAR(converted_loss.item<double>(), reference_loss.item<double>(), 1e-5);
+  auto a = reference->parameters(), b = converted->parameters();
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].grad().defined(), b[i].grad().defined()) << i;
+    if (a[i].grad().defined())
+      EXPECT_LE(max_abs_diff(a[i].grad(), b[i].grad()), kTolerance * (1 + a[i].grad().abs().max().item<double>())) << i;
+  }
+
+  TempDir dir;
+  const std::string path = dir.path() + "/weights.cprfl";
+  TensorFile file;
+  for (const auto& [name, tensor] : named_state(*converted)) file.tensors[name] = tensor;
+  save_tensor_file(path, file);
+  auto loaded = load_tensor_file(path);
+  auto expected = named_state(*reference);  // BatchNorm running statistics moved by one batch in both
+  ASSERT_EQ(loaded.tensors.size(), expected.size());
+  for (const auto& [name, tensor] : expected) {
+    const auto& saved = loaded.tensors.at(name);
+    EXPECT_TRUE(saved.is_contiguous()) << name;
+    EXPECT_LE(max_abs_diff(saved.to(torch::kDouble), tensor.to(torch::kDouble)), 1e-6) << name;
+  }
+}
 
 TEST(GradientAccumulation, MicroBatchesGiveTheFullBatchLossAndGradients) {
   auto options = small_head();

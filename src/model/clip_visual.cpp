@@ -43,14 +43,6 @@ void check_input(const torch::Tensor& images, int64_t stride, const std::string&
                             " pixels, got " + std::to_string(images.size(2)) + "x" + std::to_string(images.size(3)));
 }
 
-std::string join(const std::vector<std::string>& names) {
-  constexpr std::size_t kShown = 8;
-  std::string text;
-  for (std::size_t i = 0; i < names.size() && i < kShown; ++i) text += (i ? ", " : "") + names[i];
-  if (names.size() > kShown) text += ", ... (" + std::to_string(names.size()) + " in all)";
-  return text;
-}
-
 }  // namespace
 
 torch::Tensor resize_positional_embedding(const torch::Tensor& embedding, int64_t h, int64_t w) {
@@ -352,11 +344,9 @@ void load_clip_visual_weights(Backbone& backbone, const NamedTensors& all, const
   for (const auto& name : target_order)
     if (!seen.count(prefix + name)) missing.push_back(prefix + name);
   if (!unexpected.empty())
-    fail_in(source, "unexpected key" + std::string(unexpected.size() > 1 ? "s " : " ") + join(unexpected) +
-                        " (not in the CLIP backbone)");
+    fail_in(source, key_list("unexpected", unexpected) + " (not in the CLIP backbone)");
   if (!missing.empty())
-    fail_in(source, "missing key" + std::string(missing.size() > 1 ? "s " : " ") + join(missing) +
-                        " (the CLIP backbone has them, the checkpoint does not)");
+    fail_in(source, key_list("missing", missing) + " (the CLIP backbone has them, the checkpoint does not)");
   load_named_state(backbone, state, source);
 }
 

@@ -7,18 +7,14 @@
 
 namespace cprfl {
 
-namespace {
-
-// Lists at most a few names so a wholly wrong file gives a readable message.
-std::string name_list(const std::vector<std::string>& names) {
+std::string key_list(const std::string& what, const std::vector<std::string>& names) {
+  // At most a few names, so that a wholly wrong file still gives a readable message.
   constexpr std::size_t kShown = 8;
-  std::string text;
+  std::string text = what + (names.size() > 1 ? " keys " : " key ");
   for (std::size_t i = 0; i < names.size() && i < kShown; ++i) text += (i ? ", " : "") + names[i];
   if (names.size() > kShown) text += ", ... (" + std::to_string(names.size()) + " in all)";
   return text;
 }
-
-}  // namespace
 
 std::string shape_string(const torch::Tensor& tensor) {
   if (!tensor.defined()) return "undefined";
@@ -69,11 +65,9 @@ void load_named_state(torch::nn::Module& module, const NamedTensors& state, cons
   for (const auto& name : target_order)
     if (!seen.count(name)) missing.push_back(name);
   if (!unexpected.empty())
-    fail_in(source, "unexpected key" + std::string(unexpected.size() > 1 ? "s " : " ") + name_list(unexpected) +
-                        " (not in the model)");
+    fail_in(source, key_list("unexpected", unexpected) + " (not in the model)");
   if (!missing.empty())
-    fail_in(source, "missing key" + std::string(missing.size() > 1 ? "s " : " ") + name_list(missing) +
-                        " (the model has them, the state does not)");
+    fail_in(source, key_list("missing", missing) + " (the model has them, the state does not)");
 
   torch::NoGradGuard no_grad;
   for (const auto& [name, tensor] : state) targets.at(name).copy_(tensor);

@@ -88,6 +88,8 @@ std::vector<ConfigKey> build_schema() {
       {"train.out_dir", VT::kString, "runs/train", "folder for checkpoints and metrics.jsonl", {}},
       {"train.select", VT::kString, "last", "which checkpoint is 'best' (best needs data.val_fraction > 0)", {"last", "best"}},
       {"train.eval_every", VT::kInt, "1", "evaluate every N epochs (the last epoch always)", {}},
+      {"train.channels_last", VT::kBool, "true",
+       "keep the backbone's convolution weights channels-last (oneDNN's native layout; same results, faster)", {}},
   };
 }
 

@@ -19,6 +19,7 @@
 #include "cprfl/io/model_file.h"
 #include "cprfl/loss/losses.h"
 #include "cprfl/model/build.h"
+#include "cprfl/model/inference.h"
 #include "cprfl/model/state_dict.h"
 #include "cprfl/train/accumulate.h"
 #include "cprfl/train/optim.h"
@@ -180,12 +181,17 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
   if (!config.get_string("model.backbone_weights").empty())
     load_backbone_weights(*model, config.get_string("model.backbone_weights"));
   model->to(device);
+  // Channels-last weights make every convolution run in that layout (its input is converted
+  // once, at the stem); measured 5-10% faster training steps on CPU (README, Performance).
+  const bool channels_last = config.get_bool("train.channels_last");
+  if (channels_last) convert_to_channels_last(*model->backbone());
   const double ema_decay = config.get_float("optim.ema_decay");
   std::shared_ptr<MultiLabelClassifier> ema_model;
   std::unique_ptr<WeightEma> ema;
   if (ema_decay > 0) {
     ema_model = build_model(config, num_classes, info.prompt_embeddings);
     ema_model->to(device);
+    if (channels_last) convert_to_channels_last(*ema_model->backbone());
     ema_model->eval();
     ema = std::make_unique<WeightEma>(*ema_model, *model, ema_decay);
   }

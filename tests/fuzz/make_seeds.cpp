@@ -1,6 +1,6 @@
 // Writes the binary seed files of the fuzz corpora (tests/fuzz/corpus/<target>/): tiny .npy
 // arrays, PNG/JPEG images, .cprfl model files and torch.save files, made with the project's
-// own writers so that they are real examples. The text seeds (lists, labels, configs,
+// own writers so that they are real examples (CLIP checkpoints: tests/support/tiny_clip). The text seeds (lists, labels, configs,
 // prompts) are plain files committed as they are. Usage: cprfl_fuzz_seeds <corpus folder>.
 #include <caffe2/serialize/inline_container.h>
 
@@ -13,6 +13,7 @@
 #include "cprfl/io/model_file.h"
 #include "cprfl/io/npy.h"
 #include "cprfl/model/build.h"
+#include "tiny_clip.h"
 #include "torch_file_writer.h"
 
 using namespace cprfl;
@@ -51,7 +52,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string root = argv[1];
-  for (const char* folder : {"npy", "image", "model_file", "torch_file", "torch_pickle"}) make_directories(root + "/" + folder);
+  for (const char* folder :
+       {"npy", "image", "model_file", "torch_file", "torch_pickle", "clip_checkpoint", "import_official"})
+    make_directories(root + "/" + folder);
   torch::manual_seed(0);
 
   write_npy(root + "/npy/float32_2x3.npy", torch::randn({2, 3}));
@@ -90,6 +93,41 @@ int main(int argc, char** argv) {
     auto [data, size] = reader.getRecord("data.pkl");
     write_file_atomic(root + "/torch_pickle/" + name + ".pkl", std::string(static_cast<const char*>(data.get()), size));
   }
+  // CLIP checkpoints: a text-only TorchScript archive (float16 weights, as OpenAI's) and a
+  // state dict; both as small as the shape checks allow (width 64 = one head of 64).
+  testing::TinyClipShape tiny;
+  tiny.text_layers = 1;
+  tiny.context_length = 8;
+  tiny.vocab_size = 16;
+  tiny.visual = clip::ClipVisualKind::None;
+  const NamedTensors text = testing::tiny_clip_tensors(tiny);
+  testing::save_clip_torchscript(root + "/clip_checkpoint/text_only_torchscript.pt", text);
+  testing::save_clip_state_dict(root + "/clip_checkpoint/text_only_state_dict.pt", text);
+
+  // An authors' checkpoint as far as its architecture is read: a ResNet-18's backbone key
+  // names (only names count there, so 1-element tensors), a d 4 head with one VSI layer of
+  // 2 heads x 2, PI 32 -> 6 -> 4, and the tiny text encoder under text_encoder.
+  std::vector<std::pair<std::string, torch::Tensor>> official;
+  for (const char* name : {"Backbone.0.weight", "Backbone.4.0.conv1.weight", "Backbone.6.0.conv1.weight",
+                           "Backbone.6.1.conv1.weight", "Backbone.7.1.bn2.running_var"})
+    official.emplace_back(name, torch::zeros({1}));
+  official.emplace_back("fc.0.weight", torch::randn({4, 8}));
+  official.emplace_back("fc.0.bias", torch::randn({4}));
+  official.emplace_back("label_emb.0.weight", torch::randn({6, 32}));
+  official.emplace_back("label_emb.0.bias", torch::randn({6}));
+  official.emplace_back("label_emb.3.weight", torch::randn({4, 6}));
+  official.emplace_back("label_emb.3.bias", torch::randn({4}));
+  official.emplace_back("attention.layers.0.0.norm.weight", torch::ones({4}));
+  official.emplace_back("attention.layers.0.0.fn.to_qkv.weight", torch::randn({12, 4}));
+  official.emplace_back("attention.layers.0.0.fn.to_out.0.weight", torch::randn({4, 4}));
+  official.emplace_back("attention.layers.0.1.fn.net.0.weight", torch::randn({8, 4}));
+  official.emplace_back("attention.layers.0.1.fn.net.3.weight", torch::randn({4, 8}));
+  for (const auto& [name, tensor] : text)  // the authors' model keeps CLIP's text side only
+    if (name != "logit_scale") official.emplace_back("text_encoder." + name, tensor.to(torch::kHalf));
+  cprfl::testing::TorchSaveOptions authors;
+  authors.wrap_key = "state_dict";
+  cprfl::testing::write_torch_state_dict(root + "/import_official/resnet18_names_tiny_head.pth", official, authors);
+
   std::cout << "seeds written under " << root << "\n";
   return 0;
 }

@@ -29,6 +29,9 @@ void load_named_state(torch::nn::Module& module, const std::map<std::string, tor
 void load_named_state(torch::nn::Module& module,
                       const std::unordered_map<std::string, torch::Tensor>& state, const std::string& source);
 
+// For errors: "<what> key a" or "<what> keys a, b, ... (12 in all)" (at most 8 names shown).
+std::string key_list(const std::string& what, const std::vector<std::string>& names);
+
 // "[64, 3, 7, 7]"
 std::string shape_string(const torch::Tensor& tensor);
 
