@@ -7,9 +7,10 @@
 // itself with --case) so that each peak RSS (VmHWM) is that measurement's own.
 //
 // Usage: bench_perf [--config A|B|all] [--threads N] [--reps N] [--train-steps N]
-//                   [--only CASE] [--out bench/results/perf.json]
+//                   [--micro-batch N] [--only CASE [--variant V]] [--out bench/results/perf.json]
 // (--only reruns one case — gemm, flops, attention, infer_tensor --variant V, infer_file,
-// train --variant fp32, bf16, authors_way — into an existing results file.)
+// train --variant fp32|fp32_channels_last [--micro-batch N], bf16, authors_way — into an
+// existing results file.)
 // Run from the repository root (the prompt files are found through CPRFL_SOURCE_DIR).
 #include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
@@ -339,10 +340,13 @@ json case_infer_file(const Setup& setup, int reps) {
 // micro_batch < batch): data = time blocked waiting for the loader (its workers decode and
 // augment real image files ahead, overlapped with compute), forward = model + loss,
 // backward, optimizer = AdamW step + zero_grad + EMA update (as the trainer does).
-// variant: "fp32" (contiguous NCHW) or "fp32_channels_last" (backbone weights, their
-// gradients and optimizer moments, and the input batches in channels-last).
+// variant: "fp32" (contiguous NCHW), "fp32_channels_last" (backbone weights, their
+// gradients and optimizer moments, and the input batches in channels-last, as
+// train.channels_last), "bf16_channels_last" (and the forward under CPU bf16 autocast, as
+// optim.amp_cpu).
 json case_train(const Setup& setup, const std::string& variant, int warmup, int steps) {
   const bool channels_last = variant.find("channels_last") != std::string::npos;
+  const bool bf16 = variant.rfind("bf16", 0) == 0;
   auto model = make_model(setup);
   model->train();
   auto ema_model = make_model(setup);
@@ -397,7 +401,15 @@ json case_train(const Setup& setup, const std::string& variant, int warmup, int 
       if (channels_last) images = images.contiguous(torch::MemoryFormat::ChannelsLast);
       auto targets = batch->targets.slice(0, first, first + setup.micro_batch);
       auto t0 = Clock::now();
-      auto logits = model->forward(images);
+      if (bf16) {
+        at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+        at::autocast::set_cpu_enabled(true);
+      }
+      auto logits = model->forward(images).to(torch::kFloat);
+      if (bf16) {
+        at::autocast::set_cpu_enabled(false);
+        at::autocast::clear_cache();
+      }
       // Mean-reduced loss: weighting each micro-batch by its share gives the full-batch mean.
       auto loss = loss_fn(logits, targets) * (static_cast<double>(images.size(0)) / static_cast<double>(rows));
       forward += seconds_since(t0);
@@ -731,7 +743,9 @@ int main(int argc, char** argv) {
     for (const auto& variant : kInferenceVariants)
       r["infer_tensor"][variant] = run_child(self, args, config, "infer_tensor", variant);
     r["infer_file"] = run_child(self, args, config, "infer_file", "");
-    r["train"]["fp32"] = run_child(self, args, config, "train", "fp32");
+    // before / after train.channels_last, and with optim.amp_cpu
+    for (const char* variant : {"fp32", "fp32_channels_last", "bf16_channels_last"})
+      r["train"][variant] = run_child(self, args, config, "train", variant);
     r["bf16"] = run_child(self, args, config, "bf16", "");
     if (config == "B") r["authors_way"] = run_child(self, args, config, "authors_way", "");
     add_derived(r, gemm);

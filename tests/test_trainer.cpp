@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "cprfl/common/error.h"
@@ -113,4 +114,27 @@ TEST(Trainer, ValidationSplitSelectsBestAndLinearBaselineTrains) {
   EXPECT_TRUE(std::filesystem::exists(dir.file("run") + "/best.cprfl"));
   auto loaded = load_model_file(dir.file("run") + "/best.cprfl");
   EXPECT_EQ(loaded.info.num_train_images, 24);  // 30 minus the 6 held out
+}
+
+// optim.amp_cpu: the whole model trains under CPU bf16 autocast (LayerNorm used to refuse the
+// bf16 activations), close to the float32 run, and ends with a loadable float32 model.
+TEST(Trainer, CpuBFloat16AutocastTrainsCloseToFloat32) {
+  TempDir dir;
+  cprfl::testing::write_tiny_dataset(dir.file("data"));
+  auto fp32_config = cprfl::testing::tiny_config(dir.file("data"), dir.file("fp32"));
+  fp32_config.set("optim.epochs", "1", "test");
+  train(fp32_config, quiet());
+  auto bf16_config = cprfl::testing::tiny_config(dir.file("data"), dir.file("bf16"));
+  bf16_config.set("optim.epochs", "1", "test");
+  bf16_config.set("optim.amp_cpu", "true", "test");
+  train(bf16_config, quiet());
+
+  auto fp32 = load_tensor_file(dir.file("fp32") + "/last.cprfl").meta["trainer"]["history"][0];
+  auto bf16 = load_tensor_file(dir.file("bf16") + "/last.cprfl").meta["trainer"]["history"][0];
+  const double fp32_loss = fp32["train_loss"].get<double>(), bf16_loss = bf16["train_loss"].get<double>();
+  EXPECT_TRUE(std::isfinite(bf16_loss));
+  EXPECT_NEAR(bf16_loss, fp32_loss, 0.05 * fp32_loss);
+  EXPECT_NE(bf16_loss, fp32_loss);  // autocast really ran
+  auto loaded = load_model_file(dir.file("bf16") + "/last.cprfl");
+  for (const auto& parameter : loaded.model->parameters()) EXPECT_EQ(parameter.scalar_type(), torch::kFloat);
 }

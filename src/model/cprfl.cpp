@@ -115,30 +115,41 @@ InteractionLayerImpl::InteractionLayerImpl(int64_t dim, const InteractionOptions
   feed_forward_ = feed_forward_block->register_module("fn", FeedForward(dim, options.ffn_dim, options.dropout));
 }
 
+namespace {
+
+// LayerNorm in its weights' precision: under CPU bf16 autocast (LibTorch 1.13) a linear's
+// output arrives in bf16, which layer_norm refuses beside float32 weights (CUDA autocast casts
+// it itself). A no-op in float32.
+torch::Tensor normalize(nn::LayerNorm& norm, const torch::Tensor& x) {
+  return norm(x.scalar_type() == norm->weight.scalar_type() ? x : x.to(norm->weight.scalar_type()));
+}
+
+}  // namespace
+
 torch::Tensor InteractionLayerImpl::forward(const torch::Tensor& x) { return forward_rows(x, 0); }
 
 torch::Tensor InteractionLayerImpl::forward_rows(const torch::Tensor& x, int64_t first_row) {
-  auto attended = attention_->forward_rows(attention_norm_(x), first_row);
+  auto attended = attention_->forward_rows(normalize(attention_norm_, x), first_row);
   if (residual_) {
     auto y = x.slice(1, first_row) + attended;
-    return y + feed_forward_(feed_forward_norm_(y));
+    return y + feed_forward_(normalize(feed_forward_norm_, y));
   }
-  return feed_forward_(feed_forward_norm_(attended));
+  return feed_forward_(normalize(feed_forward_norm_, attended));
 }
 
 SharedAttentionRows InteractionLayerImpl::share_rows(const torch::Tensor& rows) {
-  return attention_->project_shared(attention_norm_(rows));
+  return attention_->project_shared(normalize(attention_norm_, rows));
 }
 
 torch::Tensor InteractionLayerImpl::forward_shared(const torch::Tensor& x, const torch::Tensor& rows,
                                                    const SharedAttentionRows& shared, bool rows_only) {
-  auto attended = attention_->forward_shared(attention_norm_(x), shared, rows_only);
+  auto attended = attention_->forward_shared(normalize(attention_norm_, x), shared, rows_only);
   if (residual_) {
     auto batch_rows = rows.unsqueeze(0).expand({x.size(0), -1, -1});
     auto y = (rows_only ? batch_rows : torch::cat({x, batch_rows}, 1)) + attended;
-    return y + feed_forward_(feed_forward_norm_(y));
+    return y + feed_forward_(normalize(feed_forward_norm_, y));
   }
-  return feed_forward_(feed_forward_norm_(attended));
+  return feed_forward_(normalize(feed_forward_norm_, attended));
 }
 
 VisualSemanticInteractionImpl::VisualSemanticInteractionImpl(int64_t dim, const InteractionOptions& options)

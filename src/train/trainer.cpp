@@ -28,6 +28,31 @@
 namespace cprfl {
 namespace {
 
+// bf16 autocast for one forward pass on `device`, off again (and its cast cache cleared) when
+// the scope ends, also by an exception.
+class BFloat16Autocast {
+ public:
+  explicit BFloat16Autocast(const torch::Device& device) : cuda_(device.is_cuda()) {
+    if (cuda_) {
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+  }
+  ~BFloat16Autocast() {
+    if (cuda_) at::autocast::set_enabled(false);
+    else at::autocast::set_cpu_enabled(false);
+    at::autocast::clear_cache();
+  }
+  BFloat16Autocast(const BFloat16Autocast&) = delete;
+  BFloat16Autocast& operator=(const BFloat16Autocast&) = delete;
+
+ private:
+  bool cuda_;
+};
+
 const char* kCheckpointName = "last.cprfl";
 const char* kBestName = "best.cprfl";
 
@@ -211,7 +236,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
   schedule_options.final_div_factor = config.get_float("optim.final_div_factor");
   LrSchedule schedule(schedule_options);
   const double grad_clip = config.get_float("optim.grad_clip");
-  const bool amp = config.get_bool("optim.amp") && device.is_cuda();
+  const bool amp = device.is_cuda() ? config.get_bool("optim.amp") : config.get_bool("optim.amp_cpu");
   const int64_t accumulate_steps = config.get_int("optim.accumulate_steps");
   if (accumulate_steps < 1) throw Error("optim.accumulate_steps must be at least 1");
 
@@ -282,11 +307,8 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
           [&](const torch::Tensor& chunk_images, const torch::Tensor& chunk_targets) {
             torch::Tensor logits;
             if (amp) {
-              at::autocast::set_enabled(true);
-              at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+              BFloat16Autocast autocast(device);
               logits = model->forward(chunk_images).to(torch::kFloat);
-              at::autocast::set_enabled(false);
-              at::autocast::clear_cache();
             } else {
               logits = model->forward(chunk_images);
             }
