@@ -4,6 +4,8 @@
 // finding that libFuzzer reports.
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <iostream>
 #include <string_view>
 
 #include "cprfl/common/error.h"
@@ -12,8 +14,11 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   try {
     cprfl::fuzz::fuzz_one(std::string_view(reinterpret_cast<const char*>(data), size));
-  } catch (const cprfl::Error&) {
-    // A clear message for bad input: the expected outcome.
+  } catch (const cprfl::Error& e) {
+    // A clear message for bad input: the expected outcome. CPRFL_FUZZ_VERBOSE=1 prints it
+    // (to check that the seeds get past the first checks: run a target with -runs=0).
+    static const bool verbose = std::getenv("CPRFL_FUZZ_VERBOSE") != nullptr;
+    if (verbose) std::cerr << "cprfl::Error: " << e.what() << "\n";
   }
   return 0;
 }
