@@ -204,12 +204,20 @@ TEST(ChannelsLastTraining, SameLossGradientsAndSavedWeights) {
   auto converted_loss = loss_fn(converted->forward(images), targets);
   reference_loss.backward(), converted_loss.backward();
   EXPECT_NEAR(converted_loss.item<double>(), reference_loss.item<double>(), 1e-5);
-  auto a = reference->parameters(), b = converted->parameters();
+  // Gradients compared as one vector: the layouts sum in another order, and a pre-activation
+  // within rounding of a ReLU's kink can then take the other side, moving one weight's
+  // gradient by a few percent (seen in either layout against a float64 reference). A wrong
+  // layout or dropout mask moves the whole vector by its own size.
+  double difference = 0, norm = 0;
+  auto a = reference->named_parameters(), b = converted->named_parameters();
   for (std::size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].grad().defined(), b[i].grad().defined()) << i;
-    if (a[i].grad().defined())
-      EXPECT_LE(max_abs_diff(a[i].grad(), b[i].grad()), kTolerance * (1 + a[i].grad().abs().max().item<double>())) << i;
+    const auto &ga = a[i].value().grad(), &gb = b[i].value().grad();
+    ASSERT_EQ(ga.defined(), gb.defined()) << a[i].key();
+    if (!ga.defined()) continue;
+    difference += (ga - gb).to(torch::kDouble).pow(2).sum().item<double>();
+    norm += ga.to(torch::kDouble).pow(2).sum().item<double>();
   }
+  EXPECT_LE(std::sqrt(difference / norm), 1e-2);
 
   TempDir dir;
   const std::string path = dir.path() + "/weights.cprfl";
