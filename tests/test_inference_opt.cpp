@@ -81,32 +81,42 @@ TEST(InferenceOpt, FoldedBatchNormKeepsScoresBottleneckResNet) {
   EXPECT_LE(optimised_vs_eval("resnet50", {true, false}, 64), kTolerance);
 }
 
+// OpenAI's ModifiedResNet (three-conv stem, pooled downsampling branches), CLIP RN50 sized.
+TEST(InferenceOpt, FoldedBatchNormKeepsScoresClipModifiedResNet) {
+  EXPECT_LE(optimised_vs_eval("clip_rn50", {true, false}, 64), kTolerance);
+  EXPECT_LE(optimised_vs_eval("clip_rn50", {true, true}, 64), kTolerance);
+}
+
 TEST(InferenceOpt, ChannelsLastKeepsScores) {
   EXPECT_LE(optimised_vs_eval("small", {false, true}, 32), kTolerance);
   EXPECT_LE(optimised_vs_eval("resnet18", {true, true}, 64), kTolerance);
 }
 
 TEST(InferenceOpt, FoldedTrunkActuallySkipsBatchNorm) {
-  auto [reference, optimised] = twin_models("small", small_head());
-  prepare_for_inference(*optimised);
-  EXPECT_TRUE(optimised->backbone()->batchnorm_folded());
-  // Poisoning the BatchNorm statistics changes nothing once they are folded.
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& child : optimised->modules())
-      if (auto* bn = child->as<torch::nn::BatchNorm2d>()) bn->running_var.fill_(1e6);
+  for (const char* backbone : {"small", "clip_rn50"}) {
+    auto [reference, optimised] = twin_models(backbone, small_head());
+    prepare_for_inference(*optimised);
+    EXPECT_TRUE(optimised->backbone()->batchnorm_folded()) << backbone;
+    // Poisoning the BatchNorm statistics changes nothing once they are folded.
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& child : optimised->modules())
+        if (auto* bn = child->as<torch::nn::BatchNorm2d>()) bn->running_var.fill_(1e6);
+    }
+    auto images = torch::randn({2, 3, 64, 64});
+    torch::InferenceMode guard;
+    EXPECT_LE(max_abs_diff(reference->forward(images), optimised->forward(images)), kTolerance) << backbone;
   }
-  auto images = torch::randn({2, 3, 32, 32});
-  torch::InferenceMode guard;
-  EXPECT_LE(max_abs_diff(reference->forward(images), optimised->forward(images)), kTolerance);
 }
 
 TEST(InferenceOpt, FoldedTrunkRefusesTraining) {
-  auto optimised = twin_models("small", small_head()).second;
-  prepare_for_inference(*optimised);
-  optimised->train();
-  auto message = testing::error_of([&] { optimised->forward(torch::randn({2, 3, 32, 32})); });
-  EXPECT_NE(message.find("folded"), std::string::npos) << message;
+  for (const char* backbone : {"small", "clip_rn50"}) {
+    auto optimised = twin_models(backbone, small_head()).second;
+    prepare_for_inference(*optimised);
+    optimised->train();
+    auto message = testing::error_of([&] { optimised->forward(torch::randn({2, 3, 64, 64})); });
+    EXPECT_NE(message.find("folded"), std::string::npos) << backbone << ": " << message;
+  }
 }
 
 // The forward before the VSI changes: every layer over all v + c rows, then the prompt rows.

@@ -68,7 +68,15 @@ ClipDownsampleImpl::ClipDownsampleImpl(int64_t in_channels, int64_t out_channels
   bn = register_module("1", nn::BatchNorm2d(out_channels));
 }
 
-torch::Tensor ClipDownsampleImpl::forward(const torch::Tensor& x) { return bn(conv(stride_ > 1 ? pool(x) : x)); }
+torch::Tensor ClipDownsampleImpl::forward(const torch::Tensor& x) {
+  auto y = conv(stride_ > 1 ? pool(x) : x);
+  return folded_ ? y : bn(y);
+}
+
+void ClipDownsampleImpl::fold_batchnorm() {
+  fold_into(conv, bn);
+  folded_ = true;
+}
 
 ClipBottleneckImpl::ClipBottleneckImpl(int64_t in_channels, int64_t planes, int64_t stride) : stride_(stride) {
   conv1 = register_module("conv1", conv(in_channels, planes, 1));
@@ -85,13 +93,22 @@ ClipBottleneckImpl::ClipBottleneckImpl(int64_t in_channels, int64_t planes, int6
 }
 
 torch::Tensor ClipBottleneckImpl::forward(const torch::Tensor& x) {
-  auto out = torch::relu(bn1(conv1(x)));
-  out = torch::relu(bn2(conv2(out)));
+  auto norm = [this](nn::BatchNorm2d& bn, const torch::Tensor& y) { return folded_ ? y : bn(y); };
+  auto out = torch::relu(norm(bn1, conv1(x)));
+  out = torch::relu(norm(bn2, conv2(out)));
   // Anti-aliasing: the stride is an average pool after the 3x3 conv, not a strided conv.
   if (stride_ > 1) out = F::avg_pool2d(out, F::AvgPool2dFuncOptions(stride_));
-  out = bn3(conv3(out));
+  out = norm(bn3, conv3(out));
   out = out + (downsample ? downsample(x) : x);
   return torch::relu(out);
+}
+
+void ClipBottleneckImpl::fold_batchnorm() {
+  fold_into(conv1, bn1);
+  fold_into(conv2, bn2);
+  fold_into(conv3, bn3);
+  if (downsample) downsample->fold_batchnorm();
+  folded_ = true;
 }
 
 ClipAttentionPoolImpl::ClipAttentionPoolImpl(int64_t grid, int64_t embed_dim, int64_t heads, int64_t output_dim)
@@ -149,15 +166,27 @@ ClipModifiedResNetImpl::ClipModifiedResNetImpl(const ClipResNetOptions& options)
 
 torch::Tensor ClipModifiedResNetImpl::forward(const torch::Tensor& images) {
   check_input(images, 32, "CLIP ModifiedResNet");
-  auto x = torch::relu(bn1(conv1(images)));
-  x = torch::relu(bn2(conv2(x)));
-  x = torch::relu(bn3(conv3(x)));
+  refuse_training_if_folded(folded_, is_training());
+  auto norm = [this](nn::BatchNorm2d& bn, const torch::Tensor& y) { return folded_ ? y : bn(y); };
+  auto x = torch::relu(norm(bn1, conv1(images)));
+  x = torch::relu(norm(bn2, conv2(x)));
+  x = torch::relu(norm(bn3, conv3(x)));
   x = F::avg_pool2d(x, F::AvgPool2dFuncOptions(2));
   for (auto& layer : layers_) x = layer->forward(x);
   return x;
 }
 
 torch::Tensor ClipModifiedResNetImpl::encode_image(const torch::Tensor& images) { return attnpool(forward(images)); }
+
+void ClipModifiedResNetImpl::fold_batchnorm() {
+  fold_into(conv1, bn1);
+  fold_into(conv2, bn2);
+  fold_into(conv3, bn3);
+  for (auto& layer : layers_)
+    for (const auto& block : layer->children())
+      if (auto* bottleneck = block->as<ClipBottleneckImpl>()) bottleneck->fold_batchnorm();
+  folded_ = true;
+}
 
 // ---- VisionTransformer --------------------------------------------------------------------
 

@@ -42,6 +42,8 @@ void init_convolutions(nn::Module& module) {
       nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
 }
 
+}  // namespace
+
 // Eval-mode BN(conv(x)) = conv'(x) with weight·γ/σ per output channel and bias β − μ·γ/σ
 // (σ = sqrt(running_var + eps)).
 void fold_into(nn::Conv2d conv, nn::BatchNorm2d bn) {
@@ -55,6 +57,13 @@ void fold_into(nn::Conv2d conv, nn::BatchNorm2d bn) {
   conv->bias = shift.detach().clone();
 }
 
+void refuse_training_if_folded(bool folded, bool training) {
+  if (folded && training)
+    fail_in("backbone", "this trunk's BatchNorms are folded for inference; it cannot be trained");
+}
+
+namespace {
+
 void fold_downsample(nn::Sequential downsample) {
   if (downsample)
     fold_into(nn::Conv2d(std::dynamic_pointer_cast<nn::Conv2dImpl>(downsample->ptr(0))),
@@ -65,11 +74,6 @@ void fold_downsample(nn::Sequential downsample) {
 torch::Tensor shortcut(nn::Sequential downsample, bool folded, const torch::Tensor& x) {
   if (!downsample) return x;
   return folded ? downsample[0]->as<nn::Conv2d>()->forward(x) : downsample->forward(x);
-}
-
-void refuse_training_if_folded(bool folded, bool training) {
-  if (folded && training)
-    fail_in("backbone", "this trunk's BatchNorms are folded for inference; it cannot be trained");
 }
 
 }  // namespace

@@ -58,8 +58,10 @@ class ClipDownsampleImpl : public torch::nn::Module {
  public:
   ClipDownsampleImpl(int64_t in_channels, int64_t out_channels, int64_t stride);
   torch::Tensor forward(const torch::Tensor& x);
+  void fold_batchnorm();  // see Backbone::fold_batchnorm
 
  private:
+  bool folded_ = false;
   torch::nn::AvgPool2d pool{nullptr};
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
@@ -74,6 +76,7 @@ class ClipBottleneckImpl : public torch::nn::Module {
   static constexpr int64_t kExpansion = 4;
   ClipBottleneckImpl(int64_t in_channels, int64_t planes, int64_t stride);
   torch::Tensor forward(const torch::Tensor& x);
+  void fold_batchnorm();  // see Backbone::fold_batchnorm
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
@@ -81,6 +84,7 @@ class ClipBottleneckImpl : public torch::nn::Module {
 
  private:
   int64_t stride_;
+  bool folded_ = false;
 };
 TORCH_MODULE(ClipBottleneck);
 
@@ -109,6 +113,7 @@ class ClipModifiedResNetImpl : public ClipVisualBackbone {
   int64_t output_dim() const override { return options_.output_dim; }
   int64_t input_resolution() const override { return options_.input_resolution; }
   bool is_vision_transformer() const override { return false; }
+  void fold_batchnorm() override;
   const ClipResNetOptions& options() const { return options_; }
 
   ClipAttentionPool attnpool{nullptr};

@@ -29,13 +29,19 @@ class Backbone : public torch::nn::Module {
   // before it, which gains a bias; the BatchNorm modules are then skipped. Outputs are those
   // of eval mode up to rounding. Afterwards the trunk refuses to run in training mode, and its
   // state no longer matches a saved model's, so fold a copy that is used only to predict.
-  // Trunks that do not implement it (the CLIP towers) keep their BatchNorms: same outputs.
+  // Trunks without BatchNorm (the CLIP ViTs) keep this no-op.
   virtual void fold_batchnorm() {}
   bool batchnorm_folded() const { return folded_; }
 
  protected:
   bool folded_ = false;
 };
+
+// BatchNorm folding, for trunks implementing Backbone::fold_batchnorm: `conv` takes eval-mode
+// `bn` into its weights and a new bias (bn is then skipped by the caller), and a folded trunk
+// refuses training mode with a clear error.
+void fold_into(torch::nn::Conv2d conv, torch::nn::BatchNorm2d bn);
+void refuse_training_if_folded(bool folded, bool training);
 
 // torchvision BasicBlock: two 3x3 convs; names conv1, bn1, conv2, bn2, downsample.{0,1}.
 class BasicBlockImpl : public torch::nn::Module {
