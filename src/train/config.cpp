@@ -91,7 +91,7 @@ std::vector<ConfigKey> build_schema() {
       {"train.select", VT::kString, "last", "which checkpoint is 'best' (best needs data.val_fraction > 0)", {"last", "best"}},
       {"train.eval_every", VT::kInt, "1", "evaluate every N epochs (the last epoch always)", {}},
       {"train.channels_last", VT::kBool, "true",
-       "keep the backbone's convolution weights channels-last (oneDNN's native layout; same results, faster)", {}},
+       "keep the backbone's convolution weights channels-last (oneDNN's native layout; equal up to rounding, faster)", {}},
   };
 }
 
