@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <iostream>
 #include <random>
 #include <sstream>
@@ -37,6 +38,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "cprfl/clip/prompts.h"
+#include "cprfl/common/autocast.h"
 #include "cprfl/clip/text_encoder.h"
 #include "cprfl/clip/token_tensor.h"
 #include "cprfl/clip/tokenizer.h"
@@ -401,15 +403,10 @@ json case_train(const Setup& setup, const std::string& variant, int warmup, int 
       if (channels_last) images = images.contiguous(torch::MemoryFormat::ChannelsLast);
       auto targets = batch->targets.slice(0, first, first + setup.micro_batch);
       auto t0 = Clock::now();
-      if (bf16) {
-        at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-        at::autocast::set_cpu_enabled(true);
-      }
+      std::optional<BFloat16Autocast> autocast;
+      if (bf16) autocast.emplace(torch::kCPU);
       auto logits = model->forward(images).to(torch::kFloat);
-      if (bf16) {
-        at::autocast::set_cpu_enabled(false);
-        at::autocast::clear_cache();
-      }
+      autocast.reset();
       // Mean-reduced loss: weighting each micro-batch by its share gives the full-batch mean.
       auto loss = loss_fn(logits, targets) * (static_cast<double>(images.size(0)) / static_cast<double>(rows));
       forward += seconds_since(t0);

@@ -62,6 +62,13 @@ torch::Tensor resize_positional_embedding(const torch::Tensor& embedding, int64_
 
 // ---- ModifiedResNet -----------------------------------------------------------------------
 
+namespace {
+
+// A BatchNorm that fold_batchnorm() has taken into the convolution before it is skipped.
+torch::Tensor unless_folded(bool folded, nn::BatchNorm2d& bn, const torch::Tensor& y) { return folded ? y : bn(y); }
+
+}  // namespace
+
 ClipDownsampleImpl::ClipDownsampleImpl(int64_t in_channels, int64_t out_channels, int64_t stride) : stride_(stride) {
   pool = register_module("-1", nn::AvgPool2d(nn::AvgPool2dOptions(stride)));
   conv = register_module("0", cprfl::conv(in_channels, out_channels, 1));
@@ -70,7 +77,7 @@ ClipDownsampleImpl::ClipDownsampleImpl(int64_t in_channels, int64_t out_channels
 
 torch::Tensor ClipDownsampleImpl::forward(const torch::Tensor& x) {
   auto y = conv(stride_ > 1 ? pool(x) : x);
-  return folded_ ? y : bn(y);
+  return unless_folded(folded_, bn, y);
 }
 
 void ClipDownsampleImpl::fold_batchnorm() {
@@ -93,12 +100,11 @@ ClipBottleneckImpl::ClipBottleneckImpl(int64_t in_channels, int64_t planes, int6
 }
 
 torch::Tensor ClipBottleneckImpl::forward(const torch::Tensor& x) {
-  auto norm = [this](nn::BatchNorm2d& bn, const torch::Tensor& y) { return folded_ ? y : bn(y); };
-  auto out = torch::relu(norm(bn1, conv1(x)));
-  out = torch::relu(norm(bn2, conv2(out)));
+  auto out = torch::relu(unless_folded(folded_, bn1, conv1(x)));
+  out = torch::relu(unless_folded(folded_, bn2, conv2(out)));
   // Anti-aliasing: the stride is an average pool after the 3x3 conv, not a strided conv.
   if (stride_ > 1) out = F::avg_pool2d(out, F::AvgPool2dFuncOptions(stride_));
-  out = norm(bn3, conv3(out));
+  out = unless_folded(folded_, bn3, conv3(out));
   out = out + (downsample ? downsample(x) : x);
   return torch::relu(out);
 }
@@ -167,10 +173,9 @@ ClipModifiedResNetImpl::ClipModifiedResNetImpl(const ClipResNetOptions& options)
 torch::Tensor ClipModifiedResNetImpl::forward(const torch::Tensor& images) {
   check_input(images, 32, "CLIP ModifiedResNet");
   refuse_training_if_folded(folded_, is_training());
-  auto norm = [this](nn::BatchNorm2d& bn, const torch::Tensor& y) { return folded_ ? y : bn(y); };
-  auto x = torch::relu(norm(bn1, conv1(images)));
-  x = torch::relu(norm(bn2, conv2(x)));
-  x = torch::relu(norm(bn3, conv3(x)));
+  auto x = torch::relu(unless_folded(folded_, bn1, conv1(images)));
+  x = torch::relu(unless_folded(folded_, bn2, conv2(x)));
+  x = torch::relu(unless_folded(folded_, bn3, conv3(x)));
   x = F::avg_pool2d(x, F::AvgPool2dFuncOptions(2));
   for (auto& layer : layers_) x = layer->forward(x);
   return x;

@@ -1,13 +1,12 @@
 #include "cprfl/train/trainer.h"
 
-#include <ATen/autocast_mode.h>
-
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
 
+#include "cprfl/common/autocast.h"
 #include "cprfl/common/device.h"
 #include "cprfl/common/error.h"
 #include "cprfl/common/progress.h"
@@ -27,31 +26,6 @@
 
 namespace cprfl {
 namespace {
-
-// bf16 autocast for one forward pass on `device`, off again (and its cast cache cleared) when
-// the scope ends, also by an exception.
-class BFloat16Autocast {
- public:
-  explicit BFloat16Autocast(const torch::Device& device) : cuda_(device.is_cuda()) {
-    if (cuda_) {
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    } else {
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
-  }
-  ~BFloat16Autocast() {
-    if (cuda_) at::autocast::set_enabled(false);
-    else at::autocast::set_cpu_enabled(false);
-    at::autocast::clear_cache();
-  }
-  BFloat16Autocast(const BFloat16Autocast&) = delete;
-  BFloat16Autocast& operator=(const BFloat16Autocast&) = delete;
-
- private:
-  bool cuda_;
-};
 
 const char* kCheckpointName = "last.cprfl";
 const char* kBestName = "best.cprfl";
