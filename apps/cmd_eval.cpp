@@ -61,10 +61,7 @@ Runner add_eval(CLI::App& root) {
                   "); evaluate with the list the model was trained for");
     }
     auto list = read_image_list(list_path, num_classes);
-    TransformConfig transform;
-    transform.image_size = static_cast<int>(config.get_int("data.image_size"));
-    transform.train = false;
-    transform.normalize = config.get_string("data.normalize");
+    TransformConfig transform = transform_config_of(config, false);
     auto dataset = std::make_shared<const ImageDataset>(list, root_dir, num_classes, transform);
     LoaderOptions loader_options;
     loader_options.batch_size = options->batch_size;
@@ -84,7 +81,8 @@ Runner add_eval(CLI::App& root) {
     metric_options.class_names = loaded.info.class_names;
     auto metrics = score_predictions(predictions, metric_options);
     std::cout << "model " << options->model << " (" << (loaded.using_ema ? "EMA weights" : "weights") << "), list "
-              << list_path << ", " << predictions.logits.size(0) << " images\n";
+              << list_path << ", " << predictions.logits.size(0) << " images, preprocessing "
+              << describe_preprocessing(transform) << "\n";
     std::cout << format_report(metrics);
     if (!options->json.empty()) write_file_atomic(options->json, to_json(metrics).dump(2) + "\n");
     if (!options->scores.empty()) {

@@ -14,6 +14,7 @@
 #include "cprfl/io/atomic_file.h"
 #include "cprfl/io/model_file.h"
 #include "cprfl/model/inference.h"
+#include "cprfl/train/config.h"
 
 namespace cprfl::app {
 namespace {
@@ -88,10 +89,10 @@ Runner add_predict(CLI::App& root) {
     prepare_for_inference(*loaded.model);
     const auto& config = loaded.info.config;
     const auto& names = loaded.info.class_names;
-    TransformConfig transform_config;
-    transform_config.image_size = static_cast<int>(config.get_int("data.image_size"));
-    transform_config.train = false;
-    transform_config.normalize = config.get_string("data.normalize");
+    TransformConfig transform_config = transform_config_of(config, false);
+    // The header goes to stderr so that the JSON or CSV on stdout stays machine-readable.
+    std::cerr << "model " << options->model << " (" << (loaded.using_ema ? "EMA weights" : "weights") << "), "
+              << names.size() << " classes, preprocessing " << describe_preprocessing(transform_config) << "\n";
     auto files = expand_inputs(options->inputs);
     const int64_t classes = static_cast<int64_t>(names.size());
     nlohmann::json results = nlohmann::json::array();

@@ -22,6 +22,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "cprfl/common/error.h"
+#include "cprfl/data/asl_augment.h"
 #include "cprfl/data/image.h"
 #include "cprfl/data/list_file.h"
 #include "cprfl/data/loader.h"
@@ -128,7 +129,7 @@ std::uint64_t make_jpegs(const std::string& dir, int count) {
 }
 
 TransformConfig train_transform(int size) {
-  TransformConfig config;  // defaults: flip, Cutout p=0.5, RandAugment n=2 m=9, ImageNet normalisation
+  TransformConfig config;  // defaults: Pillow bilinear resize, flip, Cutout p=0.5, the authors' RandAugment, ImageNet normalisation
   config.image_size = size;
   return config;
 }
@@ -221,11 +222,14 @@ json stage_profile(const ImageDataset& dataset, const TransformConfig& config, s
     auto t1 = Clock::now();
     cv::Mat rgb = decode_image(bytes.data(), bytes.size(), dataset.image_path(i));
     auto t2 = Clock::now();
-    rgb = resize_square(rgb, config.image_size);
+    rgb = resize_square(rgb, config.image_size, config.resize);
     auto t3 = Clock::now();
-    if (bernoulli(rng, 0.5)) cv::flip(rgb, rgb, 1);
-    if (bernoulli(rng, config.cutout_prob)) cutout(rgb, config.cutout_factor, rng);
-    rand_augment(rgb, config.randaugment_ops, config.randaugment_magnitude, rng);
+    if (config.hflip && bernoulli(rng, 0.5)) cv::flip(rgb, rgb, 1);
+    if (bernoulli(rng, config.cutout_prob)) asl_cutout(rgb, config.cutout_factor, rng);
+    if (config.randaugment_policy == "asl")
+      asl_rand_augment(rgb, rng);
+    else
+      rand_augment(rgb, config.randaugment_ops, config.randaugment_magnitude, rng);
     auto t4 = Clock::now();
     to_chw_float(rgb, normalization, out.data());
     auto t5 = Clock::now();

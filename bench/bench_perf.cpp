@@ -290,10 +290,8 @@ json case_infer_file(const Setup& setup, int reps) {
   auto m = make_inference_model(setup, "fold_bn_channels_last");
   const std::string folder = temp_folder("files");
   auto paths = write_images(setup, folder, 48);
-  TransformConfig transform_config;
+  TransformConfig transform_config = transform_config_of(setup.config, false);
   transform_config.image_size = setup.image_size;
-  transform_config.train = false;
-  transform_config.normalize = setup.config.get_string("data.normalize");
   ImageTransform transform(transform_config);
   std::mt19937_64 rng(0);
   json out;
@@ -373,13 +371,8 @@ json case_train(const Setup& setup, const std::string& variant, int warmup, int 
   ImageList list;
   std::mt19937 label_rng(0);
   for (const auto& path : paths) list.records.push_back({path, {static_cast<int>(label_rng() % setup.classes)}, 0});
-  TransformConfig transform;
+  TransformConfig transform = transform_config_of(setup.config, true);
   transform.image_size = setup.image_size;
-  transform.train = true;
-  transform.hflip = setup.config.get_bool("data.hflip");
-  transform.cutout_prob = setup.config.get_float("data.cutout_prob");
-  transform.randaugment = setup.config.get_bool("data.randaugment");
-  transform.normalize = setup.config.get_string("data.normalize");
   auto dataset = std::make_shared<const ImageDataset>(list, "", static_cast<int>(setup.classes), transform);
   LoaderOptions loader_options;
   loader_options.batch_size = setup.train_batch;

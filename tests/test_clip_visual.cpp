@@ -423,6 +423,6 @@ TEST(ClipVisual, ConfigSelectsClipBackbonesAndNormalisation) {
 
   // CLIP's pixel statistics: (v / 255 - mean) / std.
   auto n = normalization_named("clip");
-  EXPECT_NEAR(255 * n.scale[0] + n.bias[0], (1.0 - 0.48145466) / 0.26862954, 1e-5);
-  EXPECT_NEAR(n.bias[2], -0.40821073 / 0.27577711, 1e-6);
+  EXPECT_NEAR(n.value(0, 255), (1.0 - 0.48145466) / 0.26862954, 1e-5);
+  EXPECT_NEAR(n.value(2, 0), -0.40821073 / 0.27577711, 1e-6);
 }

@@ -5,6 +5,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "cprfl/common/error.h"
+#include "cprfl/data/asl_augment.h"
 #include "cprfl/data/transforms.h"
 
 using namespace cprfl;
@@ -61,10 +62,21 @@ TEST(Transforms, ChwLayoutAndNoNormalisation) {
 }
 
 TEST(Transforms, ResizeSquare) {
-  EXPECT_EQ(resize_square(solid(375, 500, 1, 2, 3), 448).size(), cv::Size(448, 448));
-  EXPECT_EQ(resize_square(solid(600, 800, 1, 2, 3), 448).size(), cv::Size(448, 448));
-  cv::Mat same = solid(8, 8, 1, 2, 3);
-  EXPECT_EQ(resize_square(same, 8).data, same.data);  // no copy when already the size
+  for (const std::string method : {"pil_bilinear", "pil_bicubic", "opencv"}) {
+    cv::Mat up = resize_square(solid(375, 500, 1, 2, 3), 448, method);
+    EXPECT_EQ(up.size(), cv::Size(448, 448)) << method;
+    EXPECT_EQ(up.at<cv::Vec3b>(200, 300), cv::Vec3b(1, 2, 3)) << method;  // a constant image stays constant
+    EXPECT_EQ(resize_square(solid(600, 800, 1, 2, 3), 448, method).size(), cv::Size(448, 448)) << method;
+    cv::Mat same = solid(8, 8, 1, 2, 3);
+    EXPECT_EQ(resize_square(same, 8, method).data, same.data) << method;  // no copy when already the size
+  }
+  try {
+    resize_square(solid(4, 4, 1, 2, 3), 8, "nearest");
+    ADD_FAILURE() << "an unknown resize method was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("resize must be 'pil_bilinear', 'pil_bicubic' or 'opencv', got 'nearest'"),
+              std::string::npos) << e.what();
+  }
 }
 
 TEST(Transforms, TrainAugmentationIsAFunctionOfTheSeed) {
@@ -109,17 +121,18 @@ TEST(Transforms, CutoutFillsOneBoundedRectangle) {
   std::mt19937_64 rng(3);
   for (int trial = 0; trial < 50; ++trial) {
     cv::Mat image = solid(40, 40, 1, 2, 3);
-    cutout(image, 0.5, rng);
+    asl_cutout(image, 0.5, rng);
     cv::Mat changed;
     cv::inRange(image, cv::Scalar(1, 2, 3), cv::Scalar(1, 2, 3), changed);
     changed = 255 - changed;
     int count = cv::countNonZero(changed);
-    EXPECT_LE(count, 20 * 20);
-    if (count == 0) continue;  // the fill colour happened to be (1, 2, 3), or clipped away
+    // Half of 40 is 20: centre ± 10, both ends included (PIL's rectangle), so at most 21 × 21.
+    EXPECT_LE(count, 21 * 21);
+    if (count == 0) continue;  // the fill colour happened to be (1, 2, 3)
     cv::Rect box = cv::boundingRect(changed);
     EXPECT_EQ(count, box.area());  // a filled rectangle
-    EXPECT_LE(box.width, 20);
-    EXPECT_LE(box.height, 20);
+    EXPECT_LE(box.width, 21);
+    EXPECT_LE(box.height, 21);
   }
 }
 
@@ -206,4 +219,10 @@ TEST(Transforms, ConfigErrorsNameTheField) {
   config = {};
   config.randaugment_magnitude = 11;
   EXPECT_NE(message(config).find("randaugment_magnitude"), std::string::npos);
+  config = {};
+  config.resize = "area";
+  EXPECT_NE(message(config).find("resize must be"), std::string::npos);
+  config = {};
+  config.randaugment_policy = "torchvision";
+  EXPECT_NE(message(config).find("randaugment_policy must be 'asl' or 'fixed', got 'torchvision'"), std::string::npos);
 }

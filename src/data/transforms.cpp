@@ -7,6 +7,9 @@
 #include <opencv2/imgproc.hpp>
 
 #include "cprfl/common/error.h"
+#include "cprfl/data/asl_augment.h"
+#include "cprfl/data/pil_ops.h"
+#include "cprfl/data/pil_resize.h"
 
 namespace cprfl {
 namespace {
@@ -26,6 +29,8 @@ std::uint64_t splitmix64(std::uint64_t x) {
 
 std::uint8_t clamp_u8(double v) { return cv::saturate_cast<std::uint8_t>(v); }
 
+}  // namespace
+
 // Applies the same 256-entry table to all three channels.
 void apply_lut(cv::Mat& rgb, const std::array<std::uint8_t, 256>& table) {
   cv::Mat lut(1, 256, CV_8U, const_cast<std::uint8_t*>(table.data()));
@@ -33,14 +38,14 @@ void apply_lut(cv::Mat& rgb, const std::array<std::uint8_t, 256>& table) {
 }
 
 // One table per channel (3-channel LUT).
-void apply_lut3(cv::Mat& rgb, const std::array<std::array<std::uint8_t, 256>, 3>& tables) {
+static void apply_lut3(cv::Mat& rgb, const std::array<std::array<std::uint8_t, 256>, 3>& tables) {
   cv::Mat lut(1, 256, CV_8UC3);
   for (int i = 0; i < 256; ++i)
     for (int c = 0; c < 3; ++c) lut.ptr<std::uint8_t>()[3 * i + c] = tables[c][i];
   cv::LUT(rgb, lut, rgb);
 }
 
-std::array<std::array<int, 256>, 3> channel_histograms(const cv::Mat& rgb) {
+static std::array<std::array<int, 256>, 3> channel_histograms(const cv::Mat& rgb) {
   std::array<std::array<int, 256>, 3> hist{};
   for (int y = 0; y < rgb.rows; ++y) {
     const std::uint8_t* p = rgb.ptr<std::uint8_t>(y);
@@ -59,7 +64,12 @@ void auto_contrast(cv::Mat& rgb) {
     while (lo < 255 && hist[c][lo] == 0) ++lo;
     while (hi > 0 && hist[c][hi] == 0) --hi;
     for (int i = 0; i < 256; ++i) {
-      tables[c][i] = hi <= lo ? static_cast<std::uint8_t>(i) : clamp_u8(std::floor((i - lo) * 255.0 / (hi - lo)));
+      if (hi <= lo) {
+        tables[c][i] = static_cast<std::uint8_t>(i);
+      } else {  // Pillow's ImageOps.autocontrast: int(i * scale + offset), clamped
+        const double scale = 255.0 / (hi - lo), offset = -lo * scale;
+        tables[c][i] = clamp_u8(std::trunc(i * scale + offset));
+      }
     }
   }
   apply_lut3(rgb, tables);
@@ -85,7 +95,7 @@ void equalize(cv::Mat& rgb) {
 }
 
 // out = degenerate + factor × (image − degenerate), the blend PIL's ImageEnhance uses.
-void blend_towards(cv::Mat& rgb, const cv::Mat& degenerate, double factor) {
+static void blend_towards(cv::Mat& rgb, const cv::Mat& degenerate, double factor) {
   cv::addWeighted(rgb, factor, degenerate, 1.0 - factor, 0.0, rgb);
 }
 
@@ -125,6 +135,8 @@ void adjust_sharpness(cv::Mat& rgb, double factor) {
   blend_towards(rgb, smooth, factor);
 }
 
+namespace {
+
 // `inverse` maps output pixel coordinates to input ones.
 void warp(cv::Mat& rgb, const cv::Matx23d& inverse) {
   cv::Mat out;
@@ -146,7 +158,18 @@ void validate(const TransformConfig& config) {
     bad_field("randaugment_ops", "must be in [0, 16], got " + std::to_string(config.randaugment_ops));
   if (config.randaugment_magnitude < 0 || config.randaugment_magnitude > 10)
     bad_field("randaugment_magnitude", "must be in [0, 10], got " + std::to_string(config.randaugment_magnitude));
+  if (config.resize != "pil_bilinear" && config.resize != "pil_bicubic" && config.resize != "opencv")
+    bad_field("resize", "must be 'pil_bilinear', 'pil_bicubic' or 'opencv', got '" + config.resize + "'");
+  if (config.randaugment_policy != "asl" && config.randaugment_policy != "fixed")
+    bad_field("randaugment_policy", "must be 'asl' or 'fixed', got '" + config.randaugment_policy + "'");
   normalization_named(config.normalize);
+}
+
+std::string describe_preprocessing(const TransformConfig& config) {
+  std::string resize = config.resize == "pil_bilinear"  ? "Pillow bilinear"
+                       : config.resize == "pil_bicubic" ? "Pillow bicubic"
+                                                        : "OpenCV area/linear";
+  return std::to_string(config.image_size) + " px, " + resize + " resize, normalize " + config.normalize;
 }
 
 const char* augment_op_name(AugmentOp op) {
@@ -169,23 +192,15 @@ std::uint64_t augmentation_seed(std::uint64_t seed, std::int64_t epoch, std::uin
   return splitmix64(splitmix64(splitmix64(seed) ^ static_cast<std::uint64_t>(epoch)) ^ index);
 }
 
-cv::Mat resize_square(const cv::Mat& rgb, int size) {
-  if (rgb.rows == size && rgb.cols == size) return rgb;
+cv::Mat resize_square(const cv::Mat& rgb, int size, const std::string& method) {
+  if (rgb.rows == size && rgb.cols == size) return rgb;  // Pillow returns a copy: the same pixels
+  if (method == "pil_bilinear") return pil_resize(rgb, size, size, PilFilter::bilinear);
+  if (method == "pil_bicubic") return pil_resize(rgb, size, size, PilFilter::bicubic);
+  if (method != "opencv") bad_field("resize", "must be 'pil_bilinear', 'pil_bicubic' or 'opencv', got '" + method + "'");
   int interpolation = (rgb.rows >= size && rgb.cols >= size) ? cv::INTER_AREA : cv::INTER_LINEAR;
   cv::Mat out;
   cv::resize(rgb, out, cv::Size(size, size), 0, 0, interpolation);
   return out;
-}
-
-void cutout(cv::Mat& rgb, double factor, std::mt19937_64& rng) {
-  int h = rgb.rows, w = rgb.cols;
-  int cut_h = static_cast<int>(factor * h + 0.5), cut_w = static_cast<int>(factor * w + 0.5);
-  int yc = static_cast<int>(uniform_int(rng, h)), xc = static_cast<int>(uniform_int(rng, w));
-  int y1 = std::clamp(yc - cut_h / 2, 0, h), y2 = std::clamp(yc + cut_h / 2, 0, h);
-  int x1 = std::clamp(xc - cut_w / 2, 0, w), x2 = std::clamp(xc + cut_w / 2, 0, w);
-  cv::Scalar colour(static_cast<double>(uniform_int(rng, 256)), static_cast<double>(uniform_int(rng, 256)),
-                    static_cast<double>(uniform_int(rng, 256)));
-  if (y2 > y1 && x2 > x1) rgb(cv::Rect(x1, y1, x2 - x1, y2 - y1)).setTo(colour);
 }
 
 void apply_augment_op(cv::Mat& rgb, AugmentOp op, double level, bool negative) {
@@ -257,22 +272,13 @@ Normalization normalization_named(const std::string& name) {
   Normalization n{};
   if (name == "imagenet") {
     const float mean[3] = {0.485f, 0.456f, 0.406f}, stdev[3] = {0.229f, 0.224f, 0.225f};
-    for (int c = 0; c < 3; ++c) {
-      n.scale[c] = 1.0f / (255.0f * stdev[c]);
-      n.bias[c] = -mean[c] / stdev[c];
-    }
+    for (int c = 0; c < 3; ++c) n.mean[c] = mean[c], n.std[c] = stdev[c];
   } else if (name == "clip") {
     // OpenAI CLIP's preprocessing statistics.
     const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f}, stdev[3] = {0.26862954f, 0.26130258f, 0.27577711f};
-    for (int c = 0; c < 3; ++c) {
-      n.scale[c] = 1.0f / (255.0f * stdev[c]);
-      n.bias[c] = -mean[c] / stdev[c];
-    }
+    for (int c = 0; c < 3; ++c) n.mean[c] = mean[c], n.std[c] = stdev[c];
   } else if (name == "none") {
-    for (int c = 0; c < 3; ++c) {
-      n.scale[c] = 1.0f / 255.0f;
-      n.bias[c] = 0.0f;
-    }
+    for (int c = 0; c < 3; ++c) n.mean[c] = 0.0f, n.std[c] = 1.0f;
   } else {
     bad_field("normalize", "must be 'imagenet', 'clip' or 'none', got '" + name + "'");
   }
@@ -281,10 +287,10 @@ Normalization normalization_named(const std::string& name) {
 
 void to_chw_float(const cv::Mat& rgb, const Normalization& n, float* out) {
   // A table per channel: exactly the same values as the arithmetic, and faster than the
-  // stride-3 multiply-add the compiler cannot vectorise well.
+  // stride-3 arithmetic the compiler cannot vectorise well.
   float table[3][256];
   for (int c = 0; c < 3; ++c)
-    for (int v = 0; v < 256; ++v) table[c][v] = static_cast<float>(v) * n.scale[c] + n.bias[c];
+    for (int v = 0; v < 256; ++v) table[c][v] = n.value(c, v);
   const std::size_t plane = static_cast<std::size_t>(rgb.rows) * rgb.cols;
   float* r = out;
   float* g = out + plane;
@@ -307,15 +313,20 @@ ImageTransform::ImageTransform(TransformConfig config) : config_(std::move(confi
 
 void ImageTransform::apply(cv::Mat rgb, std::mt19937_64& rng, float* out) const {
   if (rgb.type() != CV_8UC3) throw Error("ImageTransform: expected an 8-bit RGB image");
-  rgb = resize_square(rgb, config_.image_size);
+  rgb = resize_square(rgb, config_.image_size, config_.resize);
   if (config_.train) {
     if (config_.hflip && bernoulli(rng, 0.5)) {
       cv::Mat flipped;
       cv::flip(rgb, flipped, 1);
       rgb = flipped;
     }
-    if (config_.cutout_prob > 0.0 && bernoulli(rng, config_.cutout_prob)) cutout(rgb, config_.cutout_factor, rng);
-    if (config_.randaugment) rand_augment(rgb, config_.randaugment_ops, config_.randaugment_magnitude, rng);
+    if (config_.cutout_prob > 0.0 && bernoulli(rng, config_.cutout_prob)) asl_cutout(rgb, config_.cutout_factor, rng);
+    if (config_.randaugment) {
+      if (config_.randaugment_policy == "asl")
+        asl_rand_augment(rgb, rng);
+      else
+        rand_augment(rgb, config_.randaugment_ops, config_.randaugment_magnitude, rng);
+    }
   }
   to_chw_float(rgb, normalization_, out);
 }

@@ -50,6 +50,10 @@ LoadedModel model_from_tensor_file(const TensorFile& file, const std::string& pa
       if (!count.is_number_integer()) fail_in(path, "model metadata: class_counts holds a non-integer");
     if (!meta.at("num_train_images").is_number_integer()) fail_in(path, "model metadata: num_train_images is not an integer");
     loaded.info.config = Config::from_json(meta.at("config"), path + " (config)");
+    // Files written before data.resize existed were trained and evaluated with OpenCV's resize.
+    const auto& stored = meta.at("config");
+    if (!stored.contains("data") || !stored.at("data").contains("resize"))
+      loaded.info.config.set("data.resize", "opencv", path + " (written before data.resize)");
     loaded.info.class_names = meta.at("class_names").get<std::vector<std::string>>();
     loaded.info.class_counts = meta.at("class_counts").get<std::vector<int64_t>>();
     loaded.info.num_train_images = meta.at("num_train_images").get<int64_t>();

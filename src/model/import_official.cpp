@@ -247,7 +247,15 @@ ImportedOfficialModel import_official_state(const NamedTensors& state, const std
   config.set("model.ffn", std::to_string(a.ffn), origin);
   config.set("model.residual", "false", origin);
   config.set("data.image_size", std::to_string(options.image_size), origin);
-  config.set("data.normalize", "imagenet", origin);
+  // The authors' pipeline (their ImageList): torchvision's Resize((448, 448)) on a PIL image,
+  // i.e. Pillow's bilinear resampling, then ToTensor() with no mean/std normalisation; in
+  // training CutoutPIL (always) and their RandAugment, no flip.
+  config.set("data.resize", "pil_bilinear", origin);
+  config.set("data.normalize", "none", origin);
+  config.set("data.hflip", "false", origin);
+  config.set("data.cutout_prob", "1", origin);
+  config.set("data.randaugment", "true", origin);
+  config.set("data.randaugment_policy", "asl", origin);
   config.set("prompts.source", "clip", origin);
   config.set("prompts.checkpoint", source, origin);
   config.set("prompts.template", options.prompt_template, origin);

@@ -22,12 +22,14 @@ std::vector<ConfigKey> build_schema() {
       {"data.test_list", VT::kString, "runs/fashion-lt/test.txt", "test list file (evaluated each epoch)", {}},
       {"data.labels", VT::kString, "runs/fashion-lt/labels.txt", "labels file (class names)", {}},
       {"data.image_size", VT::kInt, "64", "input side in pixels (images are resized to a square)", {}},
-      {"data.normalize", VT::kString, "imagenet", "pixel normalisation (clip: CLIP's mean/std, for clip_* backbones)", {"imagenet", "clip", "none"}},
-      {"data.hflip", VT::kBool, "true", "random horizontal flip in training", {}},
-      {"data.cutout_prob", VT::kFloat, "0.5", "probability of Cutout in training", {}},
+      {"data.resize", VT::kString, "pil_bilinear", "resize to the square input: Pillow's resampling pixel for pixel (pil_bilinear is torchvision's Resize on PIL images, the authors' pipeline) or OpenCV's area/linear", {"pil_bilinear", "pil_bicubic", "opencv"}},
+      {"data.normalize", VT::kString, "imagenet", "pixel normalisation (none: pixels / 255, the authors' pipeline; clip: CLIP's mean/std, for clip_* backbones)", {"imagenet", "clip", "none"}},
+      {"data.hflip", VT::kBool, "true", "random horizontal flip in training (the authors' pipeline has none)", {}},
+      {"data.cutout_prob", VT::kFloat, "0.5", "probability of Cutout in training (the authors' CutoutPIL: 1)", {}},
       {"data.randaugment", VT::kBool, "true", "RandAugment in training", {}},
-      {"data.randaugment_ops", VT::kInt, "2", "RandAugment: operations per image", {}},
-      {"data.randaugment_magnitude", VT::kInt, "9", "RandAugment: magnitude (0-10)", {}},
+      {"data.randaugment_policy", VT::kString, "asl", "RandAugment policy: asl = the authors' (PyPI randaugment 1.0.2: two of 15 ops, random magnitudes, each with p 0.5); fixed = randaugment_ops ops at randaugment_magnitude", {"asl", "fixed"}},
+      {"data.randaugment_ops", VT::kInt, "2", "RandAugment policy fixed: operations per image", {}},
+      {"data.randaugment_magnitude", VT::kInt, "9", "RandAugment policy fixed: magnitude (0-10)", {}},
       {"data.workers", VT::kInt, "2", "loader threads that decode and augment", {}},
       {"data.on_bad_image", VT::kString, "error", "what to do with an unreadable image", {"error", "skip"}},
       {"data.val_fraction", VT::kFloat, "0", "fraction of the training list held out for model selection (0 = none)", {}},
@@ -337,6 +339,22 @@ std::string Config::describe_schema() {
     out << ": " << entry.help << "\n";
   }
   return out.str();
+}
+
+TransformConfig transform_config_of(const Config& config, bool train) {
+  TransformConfig transform;
+  transform.image_size = static_cast<int>(config.get_int("data.image_size"));
+  transform.train = train;
+  transform.resize = config.get_string("data.resize");
+  transform.normalize = config.get_string("data.normalize");
+  transform.hflip = config.get_bool("data.hflip");
+  transform.cutout_prob = config.get_float("data.cutout_prob");
+  transform.randaugment = config.get_bool("data.randaugment");
+  transform.randaugment_policy = config.get_string("data.randaugment_policy");
+  transform.randaugment_ops = static_cast<int>(config.get_int("data.randaugment_ops"));
+  transform.randaugment_magnitude = static_cast<int>(config.get_int("data.randaugment_magnitude"));
+  validate(transform);
+  return transform;
 }
 
 }  // namespace cprfl

@@ -9,6 +9,7 @@
 #include "cprfl/common/autocast.h"
 #include "cprfl/common/device.h"
 #include "cprfl/common/error.h"
+#include "cprfl/common/fault_point.h"
 #include "cprfl/common/progress.h"
 #include "cprfl/data/class_stats.h"
 #include "cprfl/data/list_file.h"
@@ -16,6 +17,7 @@
 #include "cprfl/eval/evaluate.h"
 #include "cprfl/io/atomic_file.h"
 #include "cprfl/io/model_file.h"
+#include "cprfl/io/tensor_file.h"
 #include "cprfl/loss/losses.h"
 #include "cprfl/model/build.h"
 #include "cprfl/model/inference.h"
@@ -50,24 +52,10 @@ std::pair<ImageList, ImageList> split_validation(const ImageList& list, double f
   return {train, val};
 }
 
-TransformConfig transform_of(const Config& config, bool train) {
-  TransformConfig transform;
-  transform.image_size = static_cast<int>(config.get_int("data.image_size"));
-  transform.train = train;
-  transform.hflip = config.get_bool("data.hflip");
-  transform.cutout_prob = config.get_float("data.cutout_prob");
-  transform.randaugment = config.get_bool("data.randaugment");
-  transform.randaugment_ops = static_cast<int>(config.get_int("data.randaugment_ops"));
-  transform.randaugment_magnitude = static_cast<int>(config.get_int("data.randaugment_magnitude"));
-  transform.normalize = config.get_string("data.normalize");
-  validate(transform);
-  return transform;
-}
-
 std::unique_ptr<DataLoader> make_loader(const Config& config, ImageList list, int num_classes, bool train,
                                         int64_t batch_size) {
   auto dataset = std::make_shared<const ImageDataset>(std::move(list), config.get_string("data.root"), num_classes,
-                                                      transform_of(config, train));
+                                                      transform_config_of(config, train));
   LoaderOptions options;
   options.batch_size = static_cast<int>(batch_size);
   options.shuffle = train;
@@ -290,6 +278,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
           },
           inputs, targets, accumulate_steps);
       if (grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), grad_clip);
+      fault_point("step");  // testing hook (common/fault_point.h)
       bundle.optimizer->step();
       if (ema) ema->update(*model);
       ++step;
@@ -321,6 +310,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
     if (evaluate_now) {
       auto test_metrics = score_predictions(predict_all(*model, *test_loader, device), metric_options);
       record["test"] = group_summary(test_metrics);
+      fault_point("eval");
       if (ema) record["test_ema"] = group_summary(score_predictions(predict_all(*ema_model, *test_loader, device), metric_options));
       if (val_loader) {
         auto& selected = ema ? *ema_model : *model;
@@ -344,7 +334,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
     std::string optimizer_state = optimizer_bytes(*bundle.optimizer);
     checkpoint.tensors["trainer/optimizer"] =
         torch::from_blob(optimizer_state.data(), {static_cast<int64_t>(optimizer_state.size())}, torch::kByte).clone();
-    save_tensor_file(checkpoint_path, checkpoint);
+    write_file_atomic(checkpoint_path, serialize_tensor_file(checkpoint), "checkpoint_write");
     write_metrics_log(out_dir, history);
     if (options.progress && record.contains("test")) {
       auto show = [](const nlohmann::json& g) {

@@ -39,7 +39,13 @@ std::string read_text(const std::string& path) {
 }
 
 CommandResult run_cprfl(const std::string& arguments) {
-  std::string command = std::string(CPRFL_TOOL_PATH) + " " + arguments + " 2>&1";
+  // CPRFL_TEST_CLI_THREADS=N runs every command with --threads N (unless the test sets it), so
+  // the suite can be run with the CLI and the test process on different thread counts.
+  std::string threads;
+  const char* cli_threads = std::getenv("CPRFL_TEST_CLI_THREADS");
+  if (cli_threads && *cli_threads && arguments.rfind("--threads", 0) != 0)
+    threads = std::string("--threads ") + cli_threads + " ";
+  std::string command = std::string(CPRFL_TOOL_PATH) + " " + threads + arguments + " 2>&1";
   CommandResult result;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) throw std::runtime_error("popen failed");

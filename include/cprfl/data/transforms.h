@@ -1,11 +1,16 @@
 #pragma once
 // Image transforms on 8-bit RGB images (CV_8UC3), ending in a float CHW tensor buffer.
 //
-// Training pipeline, as in the official CPRFL/ASL code: resize to image_size × image_size
-// → random horizontal flip (p = 0.5) → Cutout (probability cutout_prob; a rectangle of
-// cutout_factor × the side, centred at a random point and clipped, filled with a random
-// colour) → RandAugment (n random ops at a fixed magnitude) → float CHW, normalised.
-// Evaluation pipeline: resize → float CHW, normalised.
+// Training pipeline: resize to image_size × image_size → random horizontal flip (p = 0.5,
+// off in the authors' pipeline) → Cutout (probability cutout_prob; the authors' CutoutPIL:
+// a rectangle of cutout_factor × each side, centre uniform, clipped, both ends included,
+// one random colour) → RandAugment (the authors' policy, or N ops at a fixed magnitude) →
+// float CHW with the chosen normalisation ("none": pixels / 255, the authors' ToTensor()).
+// Evaluation pipeline: resize → float CHW.
+//
+// The resize is Pillow's Image.resize (bilinear by default, as torchvision's Resize does on
+// PIL images), reproduced pixel for pixel (data/pil_resize.h); OpenCV's resize is the other
+// choice.
 //
 // Every random choice comes from the generator passed in, so a sample's augmentation is a
 // pure function of the seed it was given (see augmentation_seed). The integer and real
@@ -22,14 +27,19 @@ namespace cprfl {
 struct TransformConfig {
   int image_size = 448;             // output is image_size × image_size
   bool train = true;                // false: resize + normalise only
+  std::string resize = "pil_bilinear";  // "pil_bilinear", "pil_bicubic" (Pillow, exactly) or "opencv"
   bool hflip = true;                // random horizontal flip with p = 0.5
   double cutout_prob = 0.5;         // probability of applying Cutout
   double cutout_factor = 0.5;       // Cutout side as a fraction of the image side
   bool randaugment = true;
-  int randaugment_ops = 2;          // ops applied per image
-  int randaugment_magnitude = 9;    // 0..10
+  std::string randaugment_policy = "asl";  // "asl": the authors' (PyPI randaugment 1.0.2); "fixed": below
+  int randaugment_ops = 2;          // policy "fixed": ops applied per image
+  int randaugment_magnitude = 9;    // policy "fixed": 0..10
   std::string normalize = "imagenet";  // "imagenet" or "clip" (mean/std), or "none" (pixels / 255)
 };
+
+// "448 px, Pillow bilinear resize, normalize none" — for the header lines of eval and predict.
+std::string describe_preprocessing(const TransformConfig& config);
 
 // Throws cprfl::Error naming the field when a value is out of range.
 void validate(const TransformConfig& config);
@@ -54,23 +64,27 @@ bool bernoulli(std::mt19937_64& rng, double p);
 std::uint64_t augmentation_seed(std::uint64_t seed, std::int64_t epoch, std::uint64_t index);
 
 // Building blocks (all on CV_8UC3).
-cv::Mat resize_square(const cv::Mat& rgb, int size);  // INTER_AREA when shrinking both sides, else INTER_LINEAR
-void cutout(cv::Mat& rgb, double factor, std::mt19937_64& rng);
+// Resizes to size × size with the named method ("pil_bilinear", "pil_bicubic", "opencv":
+// INTER_AREA when shrinking both sides, else INTER_LINEAR). Same size: returned as it is.
+cv::Mat resize_square(const cv::Mat& rgb, int size, const std::string& method);
 // `level` in [0, 1]; `negative` flips the direction of signed ops.
 void apply_augment_op(cv::Mat& rgb, AugmentOp op, double level, bool negative);
 void rand_augment(cv::Mat& rgb, int ops, int magnitude, std::mt19937_64& rng);
 
-// Per-channel affine map from a uint8 pixel value to the output float: v * scale + bias.
+// Per-channel map from a uint8 pixel value v to the output float: (v / 255 - mean) / std in
+// float32, the operations and order of torchvision's ToTensor() then Normalize(), so the
+// values are theirs bit for bit ("none": mean 0, std 1, i.e. ToTensor() alone).
 struct Normalization {
-  float scale[3];
-  float bias[3];
+  float mean[3];
+  float std[3];
+  float value(int channel, int v) const { return (static_cast<float>(v) / 255.0f - mean[channel]) / std[channel]; }
 };
 // "imagenet": (v / 255 - mean) / std with mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225);
 // "clip": the same with CLIP's mean (0.48145466, 0.4578275, 0.40821073), std (0.26862954,
 // 0.26130258, 0.27577711); "none": v / 255. Anything else is an error.
 Normalization normalization_named(const std::string& name);
 
-// HWC uint8 RGB → CHW float in one pass: out[c][y][x] = pixel * scale[c] + bias[c].
+// HWC uint8 RGB → CHW float in one pass: out[c][y][x] = normalization.value(c, pixel).
 void to_chw_float(const cv::Mat& rgb, const Normalization& normalization, float* out);
 
 class ImageTransform {
