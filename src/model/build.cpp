@@ -63,7 +63,7 @@ torch::Tensor load_prompt_embeddings(const Config& config, int64_t num_classes) 
     return clip::encode_class_prompts(checkpoint, names, config.get_string("prompts.template"));
   }
   // randn: the paper's ablation. Rows rescaled to a CLIP-like norm, since the scale of W
-  // matters to PI (METHOD.md §2).
+  // matters to PI (docs/METHOD.md §2).
   auto generator = at::detail::createCPUGenerator(static_cast<uint64_t>(config.get_int("train.seed")) + 7919);
   auto w = at::randn({num_classes, config.get_int("prompts.randn_dim")}, generator, torch::kFloat);
   return w / w.norm(2, 1, true) * config.get_float("prompts.randn_norm");

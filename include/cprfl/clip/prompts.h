@@ -1,6 +1,6 @@
 #pragma once
 // Class-name prompts through CLIP's text encoder: the prompt embeddings W of CPRFL
-// (METHOD.md §2), as the official code makes them: "a photo of a {}." with `_` → space.
+// (docs/METHOD.md §2), as the official code makes them: "a photo of a {}." with `_` → space.
 #include <torch/types.h>
 
 #include <string>

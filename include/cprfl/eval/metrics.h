@@ -1,5 +1,5 @@
 #pragma once
-// The long-tail multi-label metrics (METHOD.md §8), from a score matrix and a 0/1 target
+// The long-tail multi-label metrics (docs/METHOD.md §8), from a score matrix and a 0/1 target
 // matrix, both [N images, C classes].
 //
 // AP per class is scikit-learn's average_precision_score: images sorted by score, highest

@@ -1,5 +1,5 @@
 #pragma once
-// Multi-label losses (METHOD.md §6). Each is computed element-wise over (sample, class) —
+// Multi-label losses (docs/METHOD.md §6). Each is computed element-wise over (sample, class) —
 // elementwise() returns that [B, c] tensor — and forward() is its mean (times a loss weight,
 // 1 except CB-Focal's 10). logits s [B, c]; targets y [B, c] in {0, 1} (any float/int dtype).
 #include <cstdint>
@@ -92,7 +92,7 @@ struct ClassCounts {
 //  negative-tolerant: b_c = −log(N/n_c − 1)·κ/λ; z = s + b; z ← λ·z and w ← w/λ where y = 0.
 //  DB-Focal: balance·(1 − p_t)^γ·BCE(z, y)·w with p_t = exp(−BCE(z, y)); DB: BCE(z, y)·w.
 // The public code reduces BCE to a scalar before the focal term; here every term stays
-// element-wise (METHOD.md §10).
+// element-wise (docs/METHOD.md §10).
 // Degenerate counts are clamped and never give inf/NaN: in 1/n_c, n_c is taken as at
 // least 1; in the bias, n_c is clamped to [1, N − 1] (a class in no image, or in every
 // image, gets the bias of a class in 1, or N − 1, images).

@@ -13,7 +13,7 @@
 
 namespace cprfl {
 
-// Trainable parameters of one kind. The recipe (METHOD.md §7) gives the backbone its own
+// Trainable parameters of one kind. The recipe (docs/METHOD.md §7) gives the backbone its own
 // learning rate and applies weight decay to weights only: biases and every 1-D parameter
 // (BatchNorm/LayerNorm scales and shifts) are exempt.
 struct ParameterGroup {

@@ -1,5 +1,5 @@
 #pragma once
-// OpenAI CLIP's image towers as CPRFL trunks (METHOD.md §1), with OpenAI's module layout, so
+// OpenAI CLIP's image towers as CPRFL trunks (docs/METHOD.md §1), with OpenAI's module layout, so
 // the `visual.*` tensors of a CLIP checkpoint load 1:1 (names here are relative to `visual.`).
 //  - ModifiedResNet (RN50, RN101, RN50x4, RN50x16, RN50x64): three-conv stem + avgpool,
 //    anti-aliased Bottlenecks (stride done by an average pool, never a strided conv), and an

@@ -1,5 +1,5 @@
 #pragma once
-// The CPRFL head (METHOD.md §1-§5) and the full model.
+// The CPRFL head (docs/METHOD.md §1-§5) and the full model.
 //
 //   F  = φ(f_loc)                 visual tokens [B, v, d]            (module "fc.0")
 //   P  = GELU(W·W1 + b1)·W2 + b2  category prompts [c, d]            (module "label_emb")

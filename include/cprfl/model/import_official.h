@@ -1,5 +1,5 @@
 #pragma once
-// Models trained with the authors' Python code (METHOD.md §1-§4) as cprfl model files.
+// Models trained with the authors' Python code (docs/METHOD.md §1-§4) as cprfl model files.
 //
 // Their checkpoint is torch.save({'state_dict': model.state_dict(), 'epoch': ..., ...}) or
 // the bare state dict, keys possibly prefixed "module." (DataParallel):

@@ -1,6 +1,6 @@
 #pragma once
 // Convolutional trunks: images [B, 3, H, W] -> feature map [B, d0, h, w] (last pooling and
-// classifier removed, METHOD.md §1).
+// classifier removed, docs/METHOD.md §1).
 //  - ResNet-18/34/50/101 in torchvision's v1.5 layout (stride on the 3x3 conv of a
 //    Bottleneck) with torchvision's parameter and buffer names, so a torchvision state dict
 //    (minus fc.*) loads 1:1 with load_named_state.

@@ -1,6 +1,6 @@
 #pragma once
 // Single-label pretraining of the small ResNet on Fashion-MNIST items — the analogue of
-// ImageNet pretraining for Fashion-LT (DESIGN.md). Trains backbone + global pool + Linear(d0, 10)
+// ImageNet pretraining for Fashion-LT (README, "Fashion-LT"). Trains backbone + global pool + Linear(d0, 10)
 // with cross-entropy on the pretraining pool (train images 0–49,999; the last
 // `val_images` of them are held out to report accuracy), then saves the trunk alone.
 #include <cstdint>
