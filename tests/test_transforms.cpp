@@ -186,6 +186,84 @@ TEST(Transforms, AugmentOpsDoWhatTheySay) {
   EXPECT_EQ(two_level.at<cv::Vec3b>(0, 9), cv::Vec3b(0, 0, 0));
 }
 
+// The ops of the "fixed" policy not covered above, each against a closed-form expectation.
+TEST(Transforms, FixedPolicyGeometricOpsMovePixelsWhereTheFormulaSays) {
+  // Rotate: +30° at level 1 is counter-clockwise about the centre (nearest neighbour): a mark
+  // r pixels right of the centre lands at (cx + r cos 30°, cy − r sin 30°).
+  cv::Mat rotated = solid(65, 65, 0, 0, 0);
+  const double c = 32.0, r = 20.0;
+  rotated(cv::Rect(51, 31, 3, 3)).setTo(cv::Scalar(255, 0, 0));  // centred on (52, 32)
+  apply_augment_op(rotated, AugmentOp::rotate, 1.0, false);
+  const int x = static_cast<int>(std::lround(c + r * std::cos(M_PI / 6))), y = static_cast<int>(std::lround(c - r * std::sin(M_PI / 6)));
+  EXPECT_EQ(rotated.at<cv::Vec3b>(y, x), cv::Vec3b(255, 0, 0)) << "expected the mark at (" << x << ", " << y << ")";
+  EXPECT_EQ(rotated.at<cv::Vec3b>(0, 0), cv::Vec3b(128, 128, 128));  // uncovered corner: grey fill
+  EXPECT_EQ(rotated.at<cv::Vec3b>(32, 52), cv::Vec3b(0, 0, 0));      // the mark left its place
+
+  // ShearX by s = 0.3 about the middle row: output x = input x − s·(y − cy); a vertical stripe
+  // at column 20 of a 41-row image leans: row 0 holds it at 20 + 6, row 40 at 20 − 6.
+  cv::Mat stripe = solid(41, 41, 0, 0, 0);
+  stripe.col(20).setTo(cv::Scalar(0, 255, 0));
+  cv::Mat sheared = stripe.clone();
+  apply_augment_op(sheared, AugmentOp::shear_x, 1.0, false);
+  EXPECT_EQ(sheared.at<cv::Vec3b>(0, 26), cv::Vec3b(0, 255, 0));
+  EXPECT_EQ(sheared.at<cv::Vec3b>(40, 14), cv::Vec3b(0, 255, 0));
+  EXPECT_EQ(sheared.at<cv::Vec3b>(20, 20), cv::Vec3b(0, 255, 0));  // the middle row stays
+  // ShearY is the same with rows and columns swapped.
+  cv::Mat band = solid(41, 41, 0, 0, 0);
+  band.row(20).setTo(cv::Scalar(0, 0, 255));
+  apply_augment_op(band, AugmentOp::shear_y, 1.0, false);
+  EXPECT_EQ(band.at<cv::Vec3b>(26, 0), cv::Vec3b(0, 0, 255));
+  EXPECT_EQ(band.at<cv::Vec3b>(14, 40), cv::Vec3b(0, 0, 255));
+
+  // TranslateY at level 1: down by 0.45 × 20 = 9 rows (up when negative), grey where uncovered.
+  cv::Mat base = ramp(20);
+  cv::Mat down = base.clone(), up = base.clone();
+  apply_augment_op(down, AugmentOp::translate_y, 1.0, false);
+  apply_augment_op(up, AugmentOp::translate_y, 1.0, true);
+  EXPECT_EQ(down.at<cv::Vec3b>(15, 4), base.at<cv::Vec3b>(6, 4));
+  EXPECT_EQ(down.at<cv::Vec3b>(3, 4), cv::Vec3b(128, 128, 128));
+  EXPECT_EQ(up.at<cv::Vec3b>(6, 4), base.at<cv::Vec3b>(15, 4));
+  EXPECT_EQ(up.at<cv::Vec3b>(16, 4), cv::Vec3b(128, 128, 128));
+}
+
+TEST(Transforms, FixedPolicyToneOpsFollowPillowsFormulas) {
+  // Equalize (Pillow's ImageOps.equalize): 400 pixels, four values 100 each; step =
+  // (400 − 100) // 255 = 1, so value k-th from the bottom maps to the count below it: 0, 100,
+  // 200, then min(255, 300).
+  cv::Mat levels(20, 20, CV_8UC3);
+  for (int y = 0; y < 20; ++y) {
+    const int v = 10 * (1 + y / 5);  // rows 0-4: 10, 5-9: 20, 10-14: 30, 15-19: 40
+    levels.row(y).setTo(cv::Scalar(v, v, v));
+  }
+  apply_augment_op(levels, AugmentOp::equalize, 1.0, false);
+  EXPECT_EQ(levels.at<cv::Vec3b>(0, 0), cv::Vec3b(0, 0, 0));
+  EXPECT_EQ(levels.at<cv::Vec3b>(5, 0), cv::Vec3b(100, 100, 100));
+  EXPECT_EQ(levels.at<cv::Vec3b>(10, 0), cv::Vec3b(200, 200, 200));
+  EXPECT_EQ(levels.at<cv::Vec3b>(15, 0), cv::Vec3b(255, 255, 255));
+
+  // Contrast, factor 1 − 0.9 = 0.1 towards the mean grey 150 of a 100/200 half-and-half image:
+  // 150 ± 0.1 × 50 = 145 and 155.
+  cv::Mat halves = solid(10, 10, 100, 100, 100);
+  halves(cv::Rect(5, 0, 5, 10)).setTo(cv::Scalar(200, 200, 200));
+  apply_augment_op(halves, AugmentOp::contrast, 1.0, true);
+  EXPECT_EQ(halves.at<cv::Vec3b>(0, 0), cv::Vec3b(145, 145, 145));
+  EXPECT_EQ(halves.at<cv::Vec3b>(0, 9), cv::Vec3b(155, 155, 155));
+
+  // Sharpness, factor 0.1: blend with Pillow's SMOOTH (3×3, centre 5, others 1, / 13). One
+  // bright interior pixel: centre 255·5/13 + 0.1·(255 − 255·5/13) = 113.8 → 114; a neighbour
+  // 255/13 − 0.1·255/13 = 17.65 → 18; the one-pixel border keeps its value.
+  cv::Mat dot = solid(7, 7, 0, 0, 0);
+  dot.at<cv::Vec3b>(3, 3) = cv::Vec3b(255, 255, 255);
+  cv::Mat corner_dot = solid(7, 7, 0, 0, 0);
+  corner_dot.at<cv::Vec3b>(0, 0) = cv::Vec3b(255, 255, 255);
+  apply_augment_op(dot, AugmentOp::sharpness, 1.0, true);
+  apply_augment_op(corner_dot, AugmentOp::sharpness, 1.0, true);
+  EXPECT_EQ(dot.at<cv::Vec3b>(3, 3), cv::Vec3b(114, 114, 114));
+  EXPECT_EQ(dot.at<cv::Vec3b>(2, 3), cv::Vec3b(18, 18, 18));
+  EXPECT_EQ(dot.at<cv::Vec3b>(0, 0), cv::Vec3b(0, 0, 0));
+  EXPECT_EQ(corner_dot.at<cv::Vec3b>(0, 0), cv::Vec3b(255, 255, 255));
+}
+
 TEST(Transforms, RandomDrawsAreInRange) {
   std::mt19937_64 rng(5);
   for (int i = 0; i < 1000; ++i) {
