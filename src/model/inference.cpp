@@ -4,10 +4,18 @@
 
 namespace cprfl {
 
-void convert_to_channels_last(torch::nn::Module& module) {
+bool channels_last_is_safe(const torch::nn::Module& module) {
+  for (const auto& parameter : module.parameters())
+    if (parameter.dim() == 4 && parameter.size(0) < kChannelsLastMinChannels) return false;
+  return true;
+}
+
+bool convert_to_channels_last(torch::nn::Module& module) {
+  if (!channels_last_is_safe(module)) return false;
   torch::NoGradGuard no_grad;
   for (auto& parameter : module.parameters())
     if (parameter.dim() == 4) parameter.set_data(parameter.contiguous(torch::MemoryFormat::ChannelsLast));
+  return true;
 }
 
 void prepare_for_inference(MultiLabelClassifier& model, const InferenceOptions& options) {

@@ -20,7 +20,15 @@ struct InferenceOptions {
 void prepare_for_inference(MultiLabelClassifier& model, const InferenceOptions& options = {});
 
 // Every 4-D parameter (convolution weights) of `module` in channels-last memory order; the
-// convolutions then produce channels-last outputs whatever the input's layout.
-void convert_to_channels_last(torch::nn::Module& module);
+// convolutions then produce channels-last outputs whatever the input's layout. Returns false,
+// converting nothing, for a trunk that channels_last_is_safe refuses.
+bool convert_to_channels_last(torch::nn::Module& module);
+
+// oneDNN as built into Debian's LibTorch 1.13 crashes (SIGSEGV or abort inside convolution
+// backward) on channels-last convolutions with fewer than 16 output channels: measured with
+// the small trunk at widths 4, 8 and 12 from 96 px up, never at 16 or 24 or with torchvision
+// ResNets. Such trunks keep the default layout (the same numbers, a little slower).
+constexpr int64_t kChannelsLastMinChannels = 16;
+bool channels_last_is_safe(const torch::nn::Module& module);
 
 }  // namespace cprfl
