@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <stdexcept>
 
 #include "cprfl/clip/prompts.h"
 #include "cprfl/clip/token_tensor.h"
@@ -21,25 +23,41 @@ using cprfl::testing::TempDir;
 namespace {
 
 // A text-only CLIP with the real vocabulary and context (so real prompts tokenise), tiny
-// otherwise, saved as a TorchScript archive with float16 weights as OpenAI's are.
+// otherwise (width 64, 1 layer, embed 16): the weights of tests/fixtures/text_encoder/prompts.pth
+// (float16 values) and the token embedding formula its make_fixtures.py used, saved as a
+// TorchScript archive with float16 weights as OpenAI's are (nothing is lost: every value is
+// a float16).
 NamedTensors write_tiny_clip(const std::string& path) {
-  cprfl::testing::TinyClipShape shape;
-  shape.vocab_size = clip::kVocabularySize;
-  shape.context_length = clip::kContextLength;
-  shape.text_layers = 1;
-  shape.embed_dim = 16;
-  shape.visual = clip::ClipVisualKind::None;
-  auto tensors = cprfl::testing::tiny_clip_tensors(shape, 11);
+  auto tensors = clip::read_clip_checkpoint(cprfl::testing::source_dir() + "/tests/fixtures/text_encoder/prompts.pth");
+  auto i = torch::arange(clip::kVocabularySize, torch::kLong).unsqueeze(1);
+  auto j = torch::arange(64, torch::kLong).unsqueeze(0);
+  tensors.emplace_back("token_embedding.weight", ((7 * i + 13 * j).remainder(101) - 50).to(torch::kFloat) / 64);
+  tensors.emplace_back("logit_scale", torch::tensor(4.6f));
   cprfl::testing::save_clip_torchscript(path, tensors, /*half_weights=*/true);
   return tensors;
 }
 
-// What OpenAI's encode_text gives for these prompts: all 77 positions, the archive's weights.
-torch::Tensor reference_embeddings(const std::string& checkpoint, const std::vector<std::string>& prompts) {
-  auto encoder = clip::load_clip_text_encoder(checkpoint);
-  torch::NoGradGuard no_grad;
-  return encoder->encode_all_positions(clip::tokenize_batch(clip::ClipTokenizer::load(), prompts));
+// What OpenAI's encode_text gives for these prompts (clip.tokenize, then all 77 positions):
+// computed by OpenAI's code, tests/fixtures/text_encoder/prompts_embedding.npy.
+torch::Tensor reference_embeddings(const std::vector<std::string>& prompts) {
+  const std::string folder = cprfl::testing::source_dir() + "/tests/fixtures/text_encoder/";
+  std::vector<std::string> known;
+  std::ifstream in(folder + "prompts.txt");
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) known.push_back(line);
+  auto all = read_npy(folder + "prompts_embedding.npy");
+  std::vector<torch::Tensor> rows;
+  for (const auto& prompt : prompts) {
+    auto at = std::find(known.begin(), known.end(), prompt);
+    if (at == known.end()) throw std::runtime_error("no reference for prompt '" + prompt + "' in prompts.txt");
+    rows.push_back(all[at - known.begin()]);
+  }
+  return torch::stack(rows);
 }
+
+// max |w - reference| <= 1e-5 of the reference's largest entry (see test_reference_clip.cpp
+// for the derivation).
+float allowed_difference(const torch::Tensor& reference) { return 1e-5f * reference.abs().max().item<float>(); }
 
 std::string vocab_flag() { return " --vocab " + cprfl::testing::source_dir() + "/data/clip/bpe_simple_vocab_16e6.txt.gz"; }
 
@@ -55,18 +73,17 @@ TEST(EncodePrompts, CommandWritesRawEmbeddingsPerClass) {
   EXPECT_NE(result.output.find("3 x 16"), std::string::npos) << result.output;
   auto w = read_npy(dir.file("w.npy"));
   EXPECT_EQ(w.scalar_type(), torch::kFloat);
-  auto expected = reference_embeddings(
-      dir.file("tiny.pt"), {"a photo of a traffic light.", "a photo of a cat.", "a photo of a teddy bear."});
+  auto expected = reference_embeddings({"a photo of a traffic light.", "a photo of a cat.", "a photo of a teddy bear."});
   ASSERT_EQ(w.sizes(), expected.sizes());
-  EXPECT_LE((w - expected).abs().max().item<float>(), 1e-5f);
+  EXPECT_LE((w - expected).abs().max().item<float>(), allowed_difference(expected));
   EXPECT_GT(w.norm(2, 1).min().item<float>(), 0.1f);  // not normalised to 1, not zero
 
   // Another template.
   result = run_cprfl("encode-prompts --clip " + dir.file("tiny.pt") + " --labels " + dir.file("labels.txt") +
                      " --template 'a {}' --out " + dir.file("a.npy") + vocab_flag());
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  expected = reference_embeddings(dir.file("tiny.pt"), {"a traffic light", "a cat", "a teddy bear"});
-  EXPECT_LE((read_npy(dir.file("a.npy")) - expected).abs().max().item<float>(), 1e-5f);
+  expected = reference_embeddings({"a traffic light", "a cat", "a teddy bear"});
+  EXPECT_LE((read_npy(dir.file("a.npy")) - expected).abs().max().item<float>(), allowed_difference(expected));
 }
 
 TEST(EncodePrompts, CommandErrorsNameTheCause) {
@@ -108,10 +125,10 @@ TEST(EncodePrompts, TrainingWithClipPrompts) {
   EXPECT_NE(error_of([&] { load_prompt_embeddings(config, 5); }).find("has 4 classes but the model has 5"),
             std::string::npos);
 
-  auto expected = reference_embeddings(dir.file("tiny.pt"),
-                                       {"a red square", "a green square", "a blue square", "a yellow square"});
+  auto expected = reference_embeddings({"a red square", "a green square", "a blue square", "a yellow square"});
   auto w = load_prompt_embeddings(config, 4);
-  EXPECT_LE((w - expected).abs().max().item<float>(), 1e-5f);
+  ASSERT_EQ(w.sizes(), expected.sizes());
+  EXPECT_LE((w - expected).abs().max().item<float>(), allowed_difference(expected));
 
   config.set("optim.epochs", "1", "test");
   TrainOptions options;
