@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # End to end on the real Fashion-LT benchmark with the tiny CI config:
 # make-fashion-lt → pretrain-backbone (short) → train → eval → predict (JSON and CSV).
+# Needs Fashion-MNIST (Debian's dataset-fashion-mnist); exits 77 (CTest: skipped) without it.
 set -euo pipefail
 TOOL=$1
 SOURCE=$2
+FASHION_MNIST=/usr/share/datasets/fashion-mnist
+for file in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz; do
+  if [ ! -f "$FASHION_MNIST/$file" ]; then
+    echo "e2e: SKIPPED: needs Fashion-MNIST ($FASHION_MNIST/$file is missing); install the Debian package" \
+         "dataset-fashion-mnist (scripts/setup.sh does)"
+    exit 77
+  fi
+done
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cd "$SOURCE"

@@ -1,20 +1,48 @@
 #!/usr/bin/env bash
 # Kill-and-resume: trains a small Fashion-LT run uninterrupted, then the same run again while
-# killing it with SIGKILL KILLS times — during a training step, during evaluation, during a
-# checkpoint write, in turn — and continuing it each time with `cprfl train --resume DIR`
-# (or starting it again when it died before its first checkpoint). The final metrics.jsonl
-# (timing fields aside) and the weights in last.cprfl must equal the uninterrupted run's.
+# killing it KILLS times and continuing it each time with `cprfl train --resume DIR` (or
+# starting it again when it died before its first checkpoint). The final metrics.jsonl (timing
+# fields aside) and every weight tensor in last.cprfl must equal the uninterrupted run's.
 #
-#   tests/kill_resume.sh TOOL SOURCE_DIR [KILLS]     (CTest runs KILLS=3)
+# The kills are deterministic: CPRFL_FAULT_AT=<point>:<n> makes the run SIGKILL itself the n-th
+# time it reaches a fault point (include/cprfl/common/fault_point.h). Kill i aims at epoch
+# i*EPOCHS/KILLS and at the points in turn — in a training step (between backward and the
+# optimizer step), in an evaluation, in the checkpoint write (half the temporary file written,
+# before the rename). Each kill must land: exit status 137, the hook's line in the log, the
+# checkpoint and metrics.jsonl exactly one epoch behind the killed one, and for a checkpoint
+# write the half-written temporary beside the intact previous checkpoint (the next run must
+# remove it). A kill that does not land fails the test.
+#
+#   tests/kill_resume.sh TOOL SOURCE_DIR [KILLS]     (CTest runs KILLS=3: one kill per point)
 #   CPRFL_KILL_EPOCHS=20 tests/kill_resume.sh build/cprfl . 10   (the 10-kill run: more epochs than kills)
+#
+# Needs jq and Fashion-MNIST (Debian's dataset-fashion-mnist; scripts/setup.sh installs both).
+# Exits 77 (CTest: skipped) without Fashion-MNIST, 1 without jq.
 set -euo pipefail
 TOOL=$(realpath "$1")
 SOURCE=$2
 KILLS=${3:-3}
 EPOCHS=${CPRFL_KILL_EPOCHS:-3}
+FASHION_MNIST=/usr/share/datasets/fashion-mnist
+
+if ! command -v jq > /dev/null; then
+  echo "kill-resume: needs jq to read metrics.jsonl and the checkpoints' headers; install it (apt-get install jq," \
+       "or scripts/setup.sh)" >&2
+  exit 1
+fi
+for file in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz; do
+  if [ ! -f "$FASHION_MNIST/$file" ]; then
+    echo "kill-resume: SKIPPED: needs Fashion-MNIST ($FASHION_MNIST/$file is missing); install the Debian package" \
+         "dataset-fashion-mnist (scripts/setup.sh does)"
+    exit 77
+  fi
+done
+((KILLS >= 1 && EPOCHS >= 1)) || { echo "kill-resume: KILLS and CPRFL_KILL_EPOCHS must be at least 1" >&2; exit 1; }
+
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cd "$SOURCE"
+unset CPRFL_FAULT_AT  # only the runs below that are meant to die get it
 
 "$TOOL" make-fashion-lt --out "$WORK/data" > "$WORK/make.log" 2>&1 || { cat "$WORK/make.log" >&2; exit 1; }
 # A slice of the benchmark at 32 px: a few seconds an epoch.
@@ -22,109 +50,108 @@ head -n 384 "$WORK/data/train.txt" > "$WORK/train.txt"
 head -n 256 "$WORK/data/test.txt" > "$WORK/test.txt"
 # Fixed threads: exact resume holds for the same thread count (train/trainer.h).
 TRAIN=("$TOOL" --threads 2 train --quiet)
+# An evaluation every epoch: the n-th "eval" fault point is then in the n-th epoch of a run.
 SETTINGS=(--config configs/fashion_lt_ci.yaml --set data.root="$WORK/data" --set data.train_list="$WORK/train.txt"
-          --set data.test_list="$WORK/test.txt" --set data.labels="$WORK/data/labels.txt" --set data.image_size=32 --set optim.epochs="$EPOCHS")
+          --set data.test_list="$WORK/test.txt" --set data.labels="$WORK/data/labels.txt" --set data.image_size=32
+          --set optim.epochs="$EPOCHS" --set train.eval_every=1)
 
-now() { date +%s.%N; }
-# Seconds as a float expression, evaluated with awk.
-calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+# A misspelt point must stop the run, not let it finish as if the kill were merely missed.
+status=0
+CPRFL_FAULT_AT=stpe:1 "${TRAIN[@]}" "${SETTINGS[@]}" --set train.out_dir="$WORK/typo" > "$WORK/typo.log" 2>&1 || status=$?
+if ((status != 2)) || ! grep -q "CPRFL_FAULT_AT=stpe:1: unknown fault point" "$WORK/typo.log"; then
+  echo "kill-resume: CPRFL_FAULT_AT=stpe:1 was not refused (status $status):" >&2
+  cat "$WORK/typo.log" >&2
+  exit 1
+fi
 
-# The uninterrupted run; its per-epoch timings place the kills.
-start=$(now)
+# The uninterrupted run.
+start=$SECONDS
 "${TRAIN[@]}" "${SETTINGS[@]}" --set train.out_dir="$WORK/reference" > /dev/null
-total=$(calc "$(now) - $start")
-mapfile -t TRAIN_S < <(jq -r '.train_seconds' "$WORK/reference/metrics.jsonl")
-mapfile -t EPOCH_S < <(jq -r '.epoch_seconds' "$WORK/reference/metrics.jsonl")
-epochs_sum=$(printf '%s\n' "${EPOCH_S[@]}" | awk '{ s += $1 } END { printf "%.3f", s }')
-startup=$(calc "$total - $epochs_sum")
-echo "kill-resume: reference run ${total}s (startup ${startup}s, $EPOCHS epochs)"
+STEPS=$(jq -s '.[0].step' "$WORK/reference/metrics.jsonl")  # training steps per epoch
+reference_epochs=$(jq -s 'length' "$WORK/reference/metrics.jsonl")
+evaluated=$(jq -s 'map(select(has("test"))) | length' "$WORK/reference/metrics.jsonl")
+((reference_epochs == EPOCHS && evaluated == EPOCHS && STEPS >= 1)) || {
+  echo "kill-resume: the reference run logged $reference_epochs epochs ($evaluated evaluated, $STEPS steps each)," \
+       "expected $EPOCHS, each evaluated" >&2
+  exit 1
+}
+echo "kill-resume: reference run $((SECONDS - start))s ($EPOCHS epochs of $STEPS steps)"
+REFERENCE_SIZE=$(stat -c %s "$WORK/reference/last.cprfl")
 
 RUN="$WORK/killed"
-launch() {
-  if [ -f "$RUN/last.cprfl" ]; then
-    "${TRAIN[@]}" --resume "$RUN" > "$WORK/run.log" 2>&1 &
-  else
-    "${TRAIN[@]}" "${SETTINGS[@]}" --set train.out_dir="$RUN" > "$WORK/run.log" 2>&1 &
-  fi
-  PID=$!
-}
-# Builtins only (no fork), so the watch below is fast enough to catch a write in progress.
-stale_temporaries() { local files=("$RUN"/.last.cprfl.tmp*); echo "${#files[@]}"; }
+LOG="$WORK/run.log"
 shopt -s nullglob
-
-phases=(step eval checkpoint)
-survived=0
-missed=0
-mid_write=0
-for ((i = 0; i < KILLS; ++i)); do
-  phase=${phases[i % 3]}
-  # Kills are spread over the epochs (never earlier than the last one), so the run advances.
-  target=$(( i * EPOCHS / KILLS ))               # 0-based epoch the kill aims at
-  done_before=0
-  [ -f "$RUN/metrics.jsonl" ] && done_before=$(wc -l < "$RUN/metrics.jsonl")
-  ((target < done_before)) && target=$done_before
-  ((target >= EPOCHS)) && break
-  # Where in the target epoch, by the reference run's timings of that epoch.
-  case $phase in
-    step) delay=$(calc "(0.1 + 0.8 * $RANDOM / 32767) * ${TRAIN_S[target]}") ;;
-    eval) delay=$(calc "${TRAIN_S[target]} + (0.1 + 0.6 * $RANDOM / 32767) * (${EPOCH_S[target]} - ${TRAIN_S[target]})") ;;
-    checkpoint) delay=$(calc "0.9 * ${TRAIN_S[target]}") ;;
-  esac
-  launch
-  # The epoch starts after the start-up, or when the run logs the epoch before it (the log is
-  # the clock: other load on the machine changes the speed from the reference run's).
-  if ((target == done_before)); then
-    sleep "$startup"
+# The JSON header of a .cprfl file (layout: io/tensor_file.h).
+header_length() { od -An -t u8 -j 12 -N 8 "$1" | tr -d ' '; }
+header() { head -c "$((20 + $(header_length "$1")))" "$1" | tail -c +21; }  # (no SIGPIPE: head reads what it needs)
+epochs_logged() { if [ -f "$RUN/metrics.jsonl" ]; then wc -l < "$RUN/metrics.jsonl"; else echo 0; fi; }
+epochs_checkpointed() { if [ -f "$RUN/last.cprfl" ]; then header "$RUN/last.cprfl" | jq '.meta.trainer.epochs_done'; else echo 0; fi; }
+# Runs the training (resuming when there is a checkpoint) with the given environment.
+train_run() {
+  if [ -f "$RUN/last.cprfl" ]; then
+    env "$@" "${TRAIN[@]}" --resume "$RUN" > "$LOG" 2>&1
   else
-    while kill -0 "$PID" 2>/dev/null && (( $(cat "$RUN/metrics.jsonl" 2>/dev/null | wc -l) < target )); do sleep 0.02; done
+    env "$@" "${TRAIN[@]}" "${SETTINGS[@]}" --set train.out_dir="$RUN" > "$LOG" 2>&1
   fi
-  sleep "$delay"
-  if [ "$phase" = checkpoint ]; then
-    # Wait for the checkpoint's temporary file to appear, then kill at once.
-    temporaries=()
-    while ((${#temporaries[@]} == 0)) && kill -0 "$PID" 2>/dev/null; do temporaries=("$RUN"/.last.cprfl.tmp*); done
-  fi
-  kill -9 "$PID" 2>/dev/null || true
+}
+fail() { echo "kill-resume: $*" >&2; echo "--- its log:" >&2; cat "$LOG" >&2; exit 1; }
+
+points=(step eval checkpoint_write)
+stale=()  # the temporary a killed checkpoint write left: the next run must remove it
+for ((i = 0; i < KILLS; ++i)); do
+  point=${points[i % 3]}
+  target=$((i * EPOCHS / KILLS))  # 0-based epoch the kill lands in
+  done_before=$(epochs_checkpointed)
+  ((target >= done_before)) || fail "kill $((i + 1)) aims at epoch $((target + 1)), but epoch $done_before is checkpointed"
+  # The n-th arrival of this process at the point: it trains epochs done_before, done_before+1, ...
+  case $point in
+    step)
+      within=$((1 + (STEPS / 2 + i) % STEPS))  # which step of the epoch
+      n=$(((target - done_before) * STEPS + within))
+      where="step $within of $STEPS" ;;
+    eval) n=$((target - done_before + 1)); where="evaluation" ;;
+    checkpoint_write) n=$((target - done_before + 1)); where="checkpoint write" ;;
+  esac
   status=0
-  wait "$PID" 2>/dev/null || status=$?
-  if ((status == 0)); then
-    echo "kill-resume: kill $((i + 1))/$KILLS missed: the run finished first"
-    missed=$((missed + 1))
-    continue
-  elif ((status != 137)); then
-    echo "kill-resume: the run failed (status $status):" >&2
-    cat "$WORK/run.log" >&2
-    exit 1
+  train_run CPRFL_FAULT_AT="$point:$n" || status=$?
+  what="kill $((i + 1))/$KILLS (CPRFL_FAULT_AT=$point:$n, epoch $((target + 1)), $where)"
+  ((status == 137)) || fail "$what did not land: exit status $status, expected 137 (SIGKILL)"
+  grep -q "CPRFL_FAULT_AT=$point:$n: killing this process at fault point $point" "$LOG" ||
+    fail "$what: the run died by SIGKILL but not at its fault point"
+  # Whatever the point, the last checkpoint and the log are those of the epoch before.
+  ((${#stale[@]} == 0)) || [ ! -e "${stale[0]}" ] || fail "$what: the run did not remove ${stale[0]}"
+  stale=()
+  [ "$(epochs_checkpointed)" -eq "$target" ] || fail "$what: the checkpoint holds $(epochs_checkpointed) epochs, expected $target"
+  [ "$(epochs_logged)" -eq "$target" ] || fail "$what: metrics.jsonl holds $(epochs_logged) epochs, expected $target"
+  temporaries=("$RUN"/.last.cprfl.tmp*)
+  if [ "$point" = checkpoint_write ]; then
+    ((${#temporaries[@]} == 1)) || fail "$what: ${#temporaries[@]} temporary checkpoint files, expected 1"
+    size=$(stat -c %s "${temporaries[0]}")
+    ((size > 0 && size < REFERENCE_SIZE)) ||
+      fail "$what: the temporary ${temporaries[0]} holds $size bytes, expected part of a checkpoint (< $REFERENCE_SIZE)"
+    stale=("${temporaries[0]}")
+    what="$what: ${size}-byte temporary left"
+  else
+    ((${#temporaries[@]} == 0)) || fail "$what: temporary checkpoint files left: ${temporaries[*]}"
   fi
-  # A kill during the write leaves the temporary file (the next run removes it; here it is
-  # removed at once so that the next checkpoint-phase kill can watch for a new one).
-  if (( $(stale_temporaries) > 0 )); then
-    mid_write=$((mid_write + 1))
-    phase="checkpoint (mid-write)"
-    rm -f "$RUN"/.last.cprfl.tmp*
-  fi
-  epochs_now=0
-  [ -f "$RUN/metrics.jsonl" ] && epochs_now=$(wc -l < "$RUN/metrics.jsonl")
-  echo "kill-resume: kill $((i + 1))/$KILLS aimed at epoch $((target + 1)) $phase, ${delay}s into it; checkpoint after epoch $epochs_now"
-  survived=$((survived + 1))
+  echo "kill-resume: $what; checkpoint after epoch $target"
 done
 
 # Finish the run.
-launch
-wait "$PID" || { echo "kill-resume: the final run failed:" >&2; cat "$WORK/run.log" >&2; exit 1; }
+train_run || fail "the final run failed"
+((${#stale[@]} == 0)) || [ ! -e "${stale[0]}" ] || fail "the final run did not remove ${stale[0]}"
+temporaries=("$RUN"/.*.tmp*)
+((${#temporaries[@]} == 0)) || fail "temporary files left: ${temporaries[*]}"
 
 # Equal metrics (timings aside) and equal weights: the tensor bytes of the two checkpoints
 # (everything after the JSON header, before the CRC).
 strip_timing='del(.train_seconds, .epoch_seconds, .images_per_second)'
 diff <(jq -c "$strip_timing" "$WORK/reference/metrics.jsonl") <(jq -c "$strip_timing" "$RUN/metrics.jsonl") \
   || { echo "kill-resume: metrics.jsonl differs from the uninterrupted run" >&2; exit 1; }
-header_length() { od -An -t u8 -j 12 -N 8 "$1" | tr -d ' '; }
 # "name offset nbytes" of each tensor, offsets from the file's start.
 tensor_table() {
-  local length start
-  length=$(header_length "$1")
-  start=$(( (20 + length + 63) / 64 * 64 ))
-  tail -c +21 "$1" | head -c "$length" | jq -r --argjson start "$start" '.tensors[] | "\(.name) \(.offset + $start) \(.nbytes)"'
+  local start=$(( (20 + $(header_length "$1") + 63) / 64 * 64 ))
+  header "$1" | jq -r --argjson start "$start" '.tensors[] | "\(.name) \(.offset + $start) \(.nbytes)"'
 }
 mapfile -t reference_tensors < <(tensor_table "$WORK/reference/last.cprfl")
 declare -A resumed_offset
@@ -142,6 +169,5 @@ for entry in "${reference_tensors[@]}"; do
   compared=$((compared + 1))
 done
 ((compared > 10)) || { echo "kill-resume: only $compared tensors compared" >&2; exit 1; }
-((survived > 0)) || { echo "kill-resume: no kill landed" >&2; exit 1; }
-echo "kill-resume: survived $survived kill(s) ($mid_write during a checkpoint write, $missed missed);" \
-     "final metrics and all $compared tensors equal the uninterrupted run's"
+echo "kill-resume: all $KILLS kills landed at their fault points; final metrics and all $compared tensors equal" \
+     "the uninterrupted run's ($((SECONDS - start))s)"

@@ -1,5 +1,6 @@
 // Fashion-MNIST IDX reading and the Fashion-LT builder, on the real Fashion-MNIST files
-// (Debian's dataset-fashion-mnist; scripts/setup.sh installs it).
+// (Debian's dataset-fashion-mnist; scripts/setup.sh installs it). The tests that read them
+// skip, saying so, where the package is not installed (REQUIRE_FASHION_MNIST).
 #include <zlib.h>
 
 #include <gtest/gtest.h>
@@ -28,6 +29,18 @@ using cprfl::testing::TempDir;
 
 namespace {
 
+bool fashion_mnist_installed() {
+  for (const char* file : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                           "t10k-labels-idx1-ubyte.gz"})
+    if (!std::filesystem::is_regular_file(std::string(kFashionMnistDefaultDir) + "/" + file)) return false;
+  return true;
+}
+
+// First line of a test that reads the installed Fashion-MNIST files.
+#define REQUIRE_FASHION_MNIST()                                                                          \
+  if (!fashion_mnist_installed())                                                                        \
+  GTEST_SKIP() << "needs Fashion-MNIST in " << kFashionMnistDefaultDir                                   \
+               << ": install the Debian package dataset-fashion-mnist (scripts/setup.sh does)"
 
 // An IDX file: magic (0, 0, type, dims), big-endian sizes, then the data.
 std::string idx_bytes(const std::vector<std::uint32_t>& dims, std::size_t data_size, std::uint8_t type = 0x08,
@@ -63,6 +76,7 @@ struct Loaded {
 }  // namespace
 
 TEST(FashionMnist, ReadsTheInstalledFiles) {
+  REQUIRE_FASHION_MNIST();
   Loaded data;
   ASSERT_EQ(data.train.size(), 60000);
   ASSERT_EQ(data.test.size(), 10000);
@@ -94,6 +108,7 @@ TEST(FashionMnist, ReadsTheInstalledFiles) {
 }
 
 TEST(FashionMnist, PretrainingPoolIsTrainItemsBelow50000) {
+  REQUIRE_FASHION_MNIST();
   FashionMnist pool = pretraining_pool();
   EXPECT_EQ(pool.size(), 50000);
   EXPECT_EQ(pool.split, FashionSplit::kTrain);
@@ -167,6 +182,7 @@ TEST(FashionMnist, BadIdxFilesGiveClearErrors) {
 }
 
 TEST(FashionLt, StatisticsAreAsDesigned) {
+  REQUIRE_FASHION_MNIST();
   Loaded data;
   FashionLtConfig config;
   auto benchmark = plan_fashion_lt(data.train, data.test, config);
@@ -233,6 +249,7 @@ TEST(FashionLt, StatisticsAreAsDesigned) {
 }
 
 TEST(FashionLt, SeedDecidesEverything) {
+  REQUIRE_FASHION_MNIST();
   Loaded data;
   FashionLtConfig config;
   auto a = plan_fashion_lt(data.train, data.test, config);
@@ -277,6 +294,7 @@ TEST(FashionLt, SeedDecidesEverything) {
 }
 
 TEST(FashionLt, BadConfigsAreRejected) {
+  REQUIRE_FASHION_MNIST();
   Loaded data;
   auto error_with = [&](const std::function<void(FashionLtConfig&)>& change) {
     FashionLtConfig config;
@@ -299,6 +317,7 @@ TEST(FashionLt, BadConfigsAreRejected) {
 }
 
 TEST(FashionLt, BuildWritesByteIdenticalFilesForTheSameSeed) {
+  REQUIRE_FASHION_MNIST();
   TempDir first, second;
   auto benchmark = build_fashion_lt(kFashionMnistDefaultDir, first.path(), {}, 2);
   build_fashion_lt(kFashionMnistDefaultDir, second.path(), {}, 1);
@@ -343,6 +362,7 @@ TEST(FashionLt, BuildWritesByteIdenticalFilesForTheSameSeed) {
 }
 
 TEST(MakeFashionLtCommand, BuildsAndReports) {
+  REQUIRE_FASHION_MNIST();
   TempDir dir;
   auto result = cprfl::testing::run_cprfl("make-fashion-lt --out " + dir.file("fashion_lt") + " --seed 3");
   ASSERT_EQ(result.exit_code, 0) << result.output;
@@ -352,7 +372,10 @@ TEST(MakeFashionLtCommand, BuildsAndReports) {
   auto json = nlohmann::json::parse(read_text(dir.file("fashion_lt/stats.json")));
   EXPECT_EQ(json["seed"], 3);
   EXPECT_TRUE(std::filesystem::exists(dir.file("fashion_lt/images/train/001099.png")));
+}
 
+TEST(MakeFashionLtCommand, WithoutFashionMnistSaysWhatToInstall) {
+  TempDir dir;
   auto missing = cprfl::testing::run_cprfl("make-fashion-lt --out " + dir.file("x") + " --fashion-mnist " + dir.path());
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.output.find("error: "), std::string::npos);

@@ -4,10 +4,11 @@
 // what differs. (Corruption and truncation: test_tensor_file.cpp; container version:
 // TensorFile.CorruptionAndTruncationAreDetected; eval with another labels file: the e2e test.)
 #include <gtest/gtest.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <sys/wait.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <utility>
 
 #include "cprfl/common/error.h"
 #include "cprfl/io/atomic_file.h"
@@ -59,6 +60,24 @@ TensorFile small_model_file() {
   return make_model_file(info, *model, nullptr);
 }
 
+// Runs a shell command line; its exit status (as pclose returns it) and its output.
+std::pair<int, std::string> run_shell(const std::string& command) {
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string output;
+  char buffer[4096];
+  for (std::size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
+  return {pclose(pipe), output};
+}
+
+// `cprfl train --quiet --resume RUN` with a file-size limit of `blocks` 512-byte blocks: a
+// write beyond it fails with EFBIG (SIGXFSZ ignored, so write() returns the error instead of
+// the signal killing the process), as ENOSPC would on a full disk.
+std::pair<int, std::string> resume_with_file_size_limit(const std::string& run, int blocks) {
+  return run_shell("bash -c \"trap '' XFSZ; ulimit -f " + std::to_string(blocks) + "; exec " +
+                   std::string(CPRFL_TOOL_PATH) + " train --quiet --resume " + run + "\"");
+}
+
 }  // namespace
 
 // The disk fills up during the next checkpoint write (simulated with a file-size limit, which
@@ -70,15 +89,7 @@ TEST(Faults, FullDiskDuringACheckpointWriteKeepsThePreviousCheckpoint) {
   const std::string checkpoint = dir.file("run") + "/last.cprfl";
   const std::string before = read_text(checkpoint);
   ASSERT_GT(before.size(), 20000u);
-  // SIGXFSZ ignored, so write() returns EFBIG instead of killing the process.
-  std::string command = "bash -c \"trap '' XFSZ; ulimit -f 16; exec " + std::string(CPRFL_TOOL_PATH) +
-                        " train --quiet --resume " + dir.file("run") + "\" 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buffer[4096];
-  for (std::size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
-  int status = pclose(pipe);
+  auto [status, output] = resume_with_file_size_limit(dir.file("run"), 16);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << output;
   EXPECT_NE(output.find("error: " + checkpoint + ": write failed: File too large"), std::string::npos) << output;
   EXPECT_EQ(read_text(checkpoint), before);
@@ -91,21 +102,31 @@ TEST(Faults, FullDiskDuringACheckpointWriteKeepsThePreviousCheckpoint) {
   EXPECT_EQ(load_tensor_file(checkpoint).meta["trainer"]["epochs_done"], 3);
 }
 
-// A folder the run may not write to. Root ignores permissions, so as root the test skips
-// (the full-disk test above covers the failed write).
+// A run folder that takes no byte at all, made so without permissions (which root ignores):
+// under a file-size limit of 0 the resumed run's first write (metrics.jsonl or config.yaml,
+// before any training) fails; the run stops with an error naming the file, and the previous
+// checkpoint is intact.
+// And a run folder that cannot be created because a regular file sits where its parent
+// folder should be (ENOTDIR) is an error naming the path, before anything is trained.
 TEST(Faults, UnwritableRunFolderKeepsThePreviousCheckpoint) {
-  if (::geteuid() == 0) GTEST_SKIP() << "running as root: directory permissions do not apply";
   TempDir dir;
   train_one_epoch(dir.file("data"), dir.file("run"));
   const std::string checkpoint = dir.file("run") + "/last.cprfl";
   const std::string before = read_text(checkpoint);
-  ASSERT_EQ(::chmod(dir.file("run").c_str(), 0555), 0);
-  auto result = cprfl::testing::run_cprfl("train --quiet --resume " + dir.file("run"));
-  ::chmod(dir.file("run").c_str(), 0755);
-  EXPECT_EQ(result.exit_code, 1) << result.output;
-  EXPECT_NE(result.output.find("cannot write: Permission denied"), std::string::npos) << result.output;
+  auto [status, output] = resume_with_file_size_limit(dir.file("run"), 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << output;
+  EXPECT_NE(output.find("error: " + dir.file("run") + "/"), std::string::npos) << output;
+  EXPECT_NE(output.find(": write failed: File too large"), std::string::npos) << output;
   EXPECT_EQ(read_text(checkpoint), before);
+  EXPECT_EQ(temporaries_in(dir.file("run")), 0u);
   EXPECT_NO_THROW(load_model_file(checkpoint));
+
+  write_text(dir.file("parent"), "a file where the run's parent folder should be");
+  TrainOptions options;
+  options.progress = false;
+  std::string message = error_of([&] { train(cprfl::testing::tiny_config(dir.file("data"), dir.file("parent/run")), options); });
+  EXPECT_NE(message.find(dir.file("parent/run") + ": cannot create directory: Not a directory"), std::string::npos)
+      << message;
 }
 
 TEST(Faults, WriteIntoAMissingOrNonDirectoryFolderNamesThePath) {

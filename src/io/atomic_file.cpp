@@ -10,10 +10,11 @@
 #include <vector>
 
 #include "cprfl/common/error.h"
+#include "cprfl/common/fault_point.h"
 
 namespace cprfl {
 
-void write_file_atomic(const std::string& path, std::string_view bytes) {
+void write_file_atomic(const std::string& path, std::string_view bytes, const char* fault_point_name) {
   std::filesystem::path target(path);
   std::filesystem::path folder = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
   std::random_device seed;
@@ -26,15 +27,22 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
     ::unlink(temp.c_str());
     fail_in(path, std::string(what) + ": " + std::strerror(saved));
   };
-  std::size_t written = 0;
-  while (written < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      abort_write("write failed");
+  auto write_up_to = [&](std::size_t end, std::size_t& written) {
+    while (written < end) {
+      ssize_t n = ::write(fd, bytes.data() + written, end - written);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        abort_write("write failed");
+      }
+      written += static_cast<std::size_t>(n);
     }
-    written += static_cast<std::size_t>(n);
+  };
+  std::size_t written = 0;
+  if (fault_point_name != nullptr) {
+    write_up_to(bytes.size() / 2, written);
+    fault_point(fault_point_name);
   }
+  write_up_to(bytes.size(), written);
   if (::fsync(fd) != 0) abort_write("fsync failed");
   if (::close(fd) != 0) {
     int saved = errno;

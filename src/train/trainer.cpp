@@ -24,6 +24,7 @@
 #include "cprfl/model/state_dict.h"
 #include "cprfl/train/accumulate.h"
 #include "cprfl/train/optim.h"
+#include "cprfl/train/run_lock.h"
 #include "cprfl/train/schedule.h"
 
 namespace cprfl {
@@ -142,6 +143,8 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
   if (select_best && config.get_float("data.val_fraction") <= 0)
     throw Error("train.select = best needs a validation split: set data.val_fraction (e.g. 0.1); the test list is never used for selection");
   make_directories(out_dir);
+  // Before anything is written: one process per run folder, for the whole run.
+  RunFolderLock folder_lock(out_dir);
   // A run killed while writing leaves temporary files; this run is their only writer.
   for (const char* name : {kCheckpointName, kBestName, "metrics.jsonl", "config.yaml"})
     remove_stale_temporaries(out_dir + "/" + name);
@@ -310,7 +313,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
     if (evaluate_now) {
       auto test_metrics = score_predictions(predict_all(*model, *test_loader, device), metric_options);
       record["test"] = group_summary(test_metrics);
-      fault_point("eval");
+      fault_point("eval");  // testing hook: mid-evaluation
       if (ema) record["test_ema"] = group_summary(score_predictions(predict_all(*ema_model, *test_loader, device), metric_options));
       if (val_loader) {
         auto& selected = ema ? *ema_model : *model;
@@ -334,6 +337,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
     std::string optimizer_state = optimizer_bytes(*bundle.optimizer);
     checkpoint.tensors["trainer/optimizer"] =
         torch::from_blob(optimizer_state.data(), {static_cast<int64_t>(optimizer_state.size())}, torch::kByte).clone();
+    // (save_tensor_file, with the testing hook "checkpoint_write" in the middle of the write)
     write_file_atomic(checkpoint_path, serialize_tensor_file(checkpoint), "checkpoint_write");
     write_metrics_log(out_dir, history);
     if (options.progress && record.contains("test")) {

@@ -7,7 +7,9 @@
 
 namespace cprfl {
 
-void write_file_atomic(const std::string& path, std::string_view bytes);
+// `fault_point_name`: a testing hook (common/fault_point.h), reached when half of `bytes` are
+// in the temporary file, before fsync and rename; null (the default) for none.
+void write_file_atomic(const std::string& path, std::string_view bytes, const char* fault_point_name = nullptr);
 
 // Removes the temporary files that writes of `path` killed midway (SIGKILL, power loss) left
 // in its folder. Only for a caller that is the sole writer of `path`, e.g. a training run.
