@@ -115,7 +115,8 @@ TEST(MetricsCommand, ErrorsNameTheFileAndTheProblem) {
   EXPECT_NE(targets.output.find("targets must be 0 or 1"), std::string::npos) << targets.output;
 
   auto threshold = run_cprfl(f.base() + " --threshold 2");
-  EXPECT_NE(threshold.exit_code, 0);
+  EXPECT_EQ(threshold.exit_code, 105);  // CLI11's ValidationError
+  EXPECT_NE(threshold.output.find("--threshold"), std::string::npos) << threshold.output;
 }
 
 TEST(MetricsCommand, WarnsAboutClassesWithoutPositives) {

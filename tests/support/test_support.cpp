@@ -45,7 +45,9 @@ CommandResult run_cprfl(const std::string& arguments) {
   const char* cli_threads = std::getenv("CPRFL_TEST_CLI_THREADS");
   if (cli_threads && *cli_threads && arguments.rfind("--threads", 0) != 0)
     threads = std::string("--threads ") + cli_threads + " ";
-  std::string command = std::string(CPRFL_TOOL_PATH) + " " + threads + arguments + " 2>&1";
+  // `exec`: the shell becomes cprfl, so a signal that kills it is seen here, not the shell's
+  // translation of it into an exit code.
+  std::string command = "exec " + std::string(CPRFL_TOOL_PATH) + " " + threads + arguments + " 2>&1";
   CommandResult result;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) throw std::runtime_error("popen failed");
@@ -53,7 +55,14 @@ CommandResult run_cprfl(const std::string& arguments) {
   std::size_t n;
   while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
   int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (status == -1) throw std::runtime_error("pclose failed for: " + command);
+  if (WIFEXITED(status)) {
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.signalled = true;
+    result.signal = WTERMSIG(status);
+    result.exit_code = 128 + result.signal;
+  }
   return result;
 }
 
