@@ -41,14 +41,17 @@ Runner add_eval(CLI::App& root) {
   cmd->add_option("--root", options->root, "folder the list's paths are relative to (default: data.root of the config)");
   cmd->add_option("--json", options->json, "write the full metrics as JSON here");
   cmd->add_option("--save-scores", options->scores, "write the logits [N, C] as .npy here (targets beside it as *_targets.npy)");
-  cmd->add_option("--threshold", options->threshold, "probability threshold for OP/OR/OF1/CP/CR/CF1")->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--top-k", options->top_k, "k for the top-k metrics")->check(CLI::PositiveNumber);
+  cmd->add_option("--threshold", options->threshold, "probability threshold for OP/OR/OF1/CP/CR/CF1")->check(between(0.0, 1.0));
+  cmd->add_option("--top-k", options->top_k, "k for the top-k metrics")->check(at_least(1));
   cmd->add_flag("--no-ema", options->no_ema, "evaluate the raw weights instead of the EMA weights");
-  cmd->add_option("--batch-size", options->batch_size, "images per forward pass")->check(CLI::PositiveNumber);
-  cmd->add_option("--workers", options->workers, "image decoding threads")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch-size", options->batch_size, "images per forward pass")->check(at_least(1));
+  cmd->add_option("--workers", options->workers, "image decoding threads")->check(at_least(0));
   cmd->add_option("--on-bad-image", options->on_bad_image, "error: stop at an unreadable image; skip: warn and leave it out")
       ->check(CLI::IsMember({"error", "skip"}));
   return [options] {
+    // Outputs are checked before the evaluation, which can take most of an hour.
+    for (const std::string* output : {&options->json, &options->scores})
+      if (!output->empty()) check_output_path(*output);
     auto loaded = load_model_file(options->model, !options->no_ema);
     const auto& config = loaded.info.config;
     int num_classes = static_cast<int>(loaded.info.class_names.size());

@@ -31,7 +31,7 @@ Runner add_import_official(CLI::App& root) {
   cmd->add_option("--out", options->out, "output model file (.cprfl, written atomically)")->required();
   cmd->add_option("--heads", options->import.heads,
                   "VSI attention heads (no tensor shows them; the official code uses 8)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_option("--template", options->import.prompt_template, "prompt; {} is replaced by the class name");
   cmd->add_option("--train-list", options->import.train_list,
                   "training list: stores the class counts, so eval reports head/medium/tail mAP");

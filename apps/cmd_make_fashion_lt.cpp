@@ -27,7 +27,7 @@ Runner add_make_fashion_lt(CLI::App& root) {
   cmd->add_option("--fashion-mnist", options->fashion_mnist,
                   "folder with the Fashion-MNIST IDX files (Debian package dataset-fashion-mnist)");
   cmd->add_option("--workers", options->threads, "threads that encode PNGs (0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   return [options] {
     FashionLtConfig config;
     config.seed = options->seed;

@@ -81,9 +81,9 @@ Runner add_metrics(CLI::App& root) {
   cmd->add_option("--train-list", options->train_list, "training list file: gives n_c and the head/medium/tail groups");
   cmd->add_option("--labels", options->labels, "labels file: class names, one row per score column");
   cmd->add_option("--threshold", options->threshold, "a class is predicted when its probability is >= this")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(between(0.0, 1.0));
   cmd->add_option("--top-k", options->top_k, "top-k metrics: only each image's k best classes may be predicted")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_flag("--logits", options->logits, "scores are logits: apply sigmoid before the threshold");
   cmd->add_option("--head-min", options->head_min, "head classes have n_c >= this");
   cmd->add_option("--tail-below", options->tail_below, "tail classes have n_c < this");

@@ -71,17 +71,18 @@ Runner add_predict(CLI::App& root) {
   cmd->add_option("--model", options->model, "model file or checkpoint (.cprfl)")->required();
   cmd->add_option("inputs", options->inputs, "image files or folders (searched recursively for .jpg/.jpeg/.png)")->required();
   cmd->add_option("--threshold", options->threshold, "a class is predicted when its probability is at least this")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(between(0.0, 1.0));
   cmd->add_option("--top-k", options->top_k, "predict at most the k most probable classes (0 = no limit)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_option("--format", options->format, "output format")->check(CLI::IsMember({"json", "csv"}));
   cmd->add_option("--out", options->out, "write here instead of standard output");
-  cmd->add_option("--batch-size", options->batch_size, "images per forward pass")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", options->batch_size, "images per forward pass")->check(at_least(1));
   cmd->add_option("--workers", options->workers, "threads decoding the next batch while one is predicted (0 = decode first, then predict)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_flag("--no-ema", options->no_ema, "use the raw weights instead of the EMA weights");
   cmd->add_option("--device", options->device, "compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   return [options] {
+    if (!options->out.empty()) check_output_path(options->out);  // before the work, not after it
     auto loaded = load_model_file(options->model, !options->no_ema);
     auto device = pick_device(options->device);
     loaded.model->to(device);

@@ -25,8 +25,8 @@ Runner add_pretrain(CLI::App& root) {
   cmd->add_option("--fashion-mnist", options->fashion_mnist, "folder with the Fashion-MNIST IDX files");
   cmd->add_option("--widths", options->widths, "channels per stage (must match model.small_widths)");
   cmd->add_option("--blocks", options->blocks, "BasicBlocks per stage (must match model.small_blocks)");
-  cmd->add_option("--epochs", options->train.epochs, "epochs over the pool")->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-size", options->train.batch_size, "images per step")->check(CLI::PositiveNumber);
+  cmd->add_option("--epochs", options->train.epochs, "epochs over the pool")->check(at_least(1));
+  cmd->add_option("--batch-size", options->train.batch_size, "images per step")->check(at_least(1));
   cmd->add_option("--lr", options->train.lr, "peak learning rate (AdamW, OneCycle)");
   cmd->add_option("--val-images", options->train.val_images, "last images of the pool held out for accuracy");
   cmd->add_option("--max-images", options->train.max_train_images, "train on at most this many images (0 = all)");

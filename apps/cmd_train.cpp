@@ -1,4 +1,5 @@
 // cprfl train: trains a model from a YAML config (+ --set overrides), or resumes a run.
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -24,10 +25,10 @@ Runner add_train(CLI::App& root) {
   cmd->add_option("--config", options->config, "YAML config (see configs/); keys not given keep their defaults");
   cmd->add_option("--set", options->sets, "override a config key, e.g. --set optim.lr=1e-4 (repeatable)");
   cmd->add_option("--resume", options->resume,
-                  "continue the run in this folder from its last checkpoint, with its stored config (--set may override keys)");
+                  "continue the run in this folder (or from this last.cprfl) from its last checkpoint, with its stored config (--set may override keys)");
   cmd->add_flag("--list-keys", options->list_keys, "print every config key with its type, default and meaning, and exit");
   cmd->add_option("--epochs-this-run", options->epochs_this_run,
-                  "stop after this many epochs (0 = all); continue later with --resume")->check(CLI::NonNegativeNumber);
+                  "stop after this many epochs (0 = all); continue later with --resume")->check(at_least(0));
   cmd->add_flag("--quiet", options->quiet, "no progress bars");
   return [options] {
     if (options->list_keys) {
@@ -41,8 +42,12 @@ Runner add_train(CLI::App& root) {
     if (!options->resume.empty()) {
       if (!options->config.empty())
         throw Error("--resume continues a run with the config stored in its checkpoint; drop --config (use --set to change a key)");
-      config = config_of_run(options->resume);
-      config.set("train.out_dir", options->resume, "--resume");
+      // The run folder, or its checkpoint file (DIR/last.cprfl) given in its place.
+      std::string run_dir = options->resume;
+      if (std::filesystem::is_regular_file(run_dir)) run_dir = std::filesystem::path(run_dir).parent_path().string();
+      if (run_dir.empty()) run_dir = ".";
+      config = config_of_run(run_dir);
+      config.set("train.out_dir", run_dir, "--resume");
       for (const auto& assignment : options->sets) config.set_assignment(assignment, "--set");
       train_options.resume = true;
     } else {

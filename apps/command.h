@@ -26,4 +26,9 @@ struct RegisterCommand {
   RegisterCommand(std::string name, AddCommand add) { command_registry().push_back({std::move(name), std::move(add)}); }
 };
 
+// Option checks whose messages say the allowed range in words ("must be a whole number of at
+// least 1, got 0"), instead of CLI11's "not in range 0.000000 to 1797693…".
+CLI::Validator at_least(long long minimum);
+CLI::Validator between(double low, double high);
+
 }  // namespace cprfl::app

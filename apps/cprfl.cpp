@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "command.h"
 #include "cprfl/common/error.h"
+#include "cprfl/common/text.h"
 
 namespace cprfl::app {
 
@@ -15,6 +17,70 @@ std::vector<CommandEntry>& command_registry() {
   static std::vector<CommandEntry> registry;
   return registry;
 }
+
+CLI::Validator at_least(long long minimum) {
+  return CLI::Validator(
+      [minimum](std::string& text) -> std::string {
+        auto value = cprfl::parse_int(text);
+        if (!value) return "must be a whole number, got '" + text + "'";
+        if (*value < minimum) return "must be at least " + std::to_string(minimum) + ", got " + text;
+        return "";
+      },
+      "INT >= " + std::to_string(minimum));
+}
+
+CLI::Validator between(double low, double high) {
+  auto format = [](double v) {
+    std::ostringstream out;
+    out << v;
+    return out.str();
+  };
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double value = 0;
+        std::istringstream in(text);
+        if (!(in >> value) || !in.eof()) return "must be a number, got '" + text + "'";
+        if (!(value >= low && value <= high)) return "must be between " + format(low) + " and " + format(high) + ", got " + text;
+        return "";
+      },
+      "in [" + format(low) + ", " + format(high) + "]");
+}
+
+namespace {
+
+// The first word on the command line that is not an option of the root (or its value).
+int subcommand_position(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string word = argv[i];
+    if (word == "--threads") ++i;            // its value follows
+    else if (word.rfind("-", 0) != 0) return i;
+  }
+  return -1;
+}
+
+bool is_command(const std::string& word) {
+  for (const auto& entry : command_registry())
+    if (entry.name == word) return true;
+  return false;
+}
+
+// "unknown command 'predcit' — did you mean 'predict'?" (CLI11's exit code for an unknown argument).
+int unknown_command(const std::string& word) {
+  std::string nearest;
+  std::size_t best = 4;  // suggest only close words
+  for (const auto& entry : command_registry()) {
+    std::size_t distance = cprfl::edit_distance(word, entry.name);
+    // A longer or shorter form of a command ("evaluate", "pred") counts as close.
+    if (word.rfind(entry.name, 0) == 0 || entry.name.rfind(word, 0) == 0) distance = std::min<std::size_t>(distance, 1);
+    if (distance < best) best = distance, nearest = entry.name;
+  }
+  std::cerr << "error: unknown command '" << word << "'";
+  if (!nearest.empty()) std::cerr << " — did you mean '" << nearest << "'?";
+  std::cerr << "\nRun `cprfl --help` for the list of commands.\n";
+  return static_cast<int>(CLI::ExitCodes::ExtrasError);
+}
+
+}  // namespace
 
 }  // namespace cprfl::app
 
@@ -25,7 +91,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  app.add_option("--threads", threads, "LibTorch intra-op threads (default: all cores)")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "LibTorch intra-op threads (default: all cores)")->check(at_least(1));
   app.set_version_flag("--version", "cprfl 0.1.0");
 
   auto& registry = command_registry();
@@ -35,8 +101,20 @@ int main(int argc, char** argv) {
     Runner runner = entry.add(app);
     runners[app.get_subcommand(entry.name)] = std::move(runner);
   }
+  // Name an unknown command (CLI11 would only say that one is required), and make
+  // `cprfl help [COMMAND]` mean `cprfl [COMMAND] --help`.
+  std::vector<char*> args(argv, argv + argc);
+  const int position = subcommand_position(argc, argv);
+  if (position > 0 && std::string(argv[position]) == "help") {
+    args.erase(args.begin() + position);
+    static char help_flag[] = "--help";
+    if (position < static_cast<int>(args.size()) && !is_command(args[position])) return unknown_command(args[position]);
+    args.insert(args.begin() + std::min<int>(position + 1, static_cast<int>(args.size())), help_flag);
+  } else if (position > 0 && !is_command(argv[position])) {
+    return unknown_command(argv[position]);
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }

@@ -356,11 +356,12 @@ TEST(Cli, ParseErrorsExitWithCli11sCodeAndNameTheFlag) {
       {"predict --model m.cprfl", kRequiredError, "inputs is required"},
       {"eval --model", kArgumentMismatch, "--model"},
       // Bad values.
-      {"eval --model m.cprfl --top-k abc", kValidationError, "--top-k"},
+      {"eval --model m.cprfl --top-k abc", kValidationError, "--top-k: must be a whole number, got 'abc'"},
+      {"eval --model m.cprfl --top-k 0", kValidationError, "--top-k: must be at least 1, got 0"},
       {"eval --model m.cprfl --device tpu", kValidationError, "--device"},
-      {"predict --model m.cprfl a.png --threshold 2", kValidationError, "--threshold"},
+      {"predict --model m.cprfl a.png --threshold 2", kValidationError, "--threshold: must be between 0 and 1, got 2"},
       // --threads 0 is caught before any command runs.
-      {"--threads 0 eval --model m.cprfl", kValidationError, "--threads"},
+      {"--threads 0 eval --model m.cprfl", kValidationError, "--threads: must be at least 1, got 0"},
       // No subcommand at all.
       {"", kRequiredError, "A subcommand is required"},
   };
@@ -377,14 +378,27 @@ TEST(Cli, ParseErrorsExitWithCli11sCodeAndNameTheFlag) {
   }
 }
 
-TEST(Cli, UnknownSubcommandIsAParseError) {
-  // CLI11 checks for the required subcommand before it reports extras, so the word is not
-  // named: cprfl says "A subcommand is required" (RequiredError), options after it or not.
-  auto result = run_cprfl("evaluate --model m.cprfl");
-  EXPECT_EQ(result.exit_code, kRequiredError) << result.output;
-  EXPECT_FALSE(result.signalled);
-  EXPECT_TRUE(contains(result.output, "A subcommand is required")) << result.output;
-  EXPECT_FALSE(contains(result.output, "error: ")) << result.output;  // nothing ran
+TEST(Cli, UnknownSubcommandIsNamedWithTheNearestOne) {
+  const auto results = run_all({"evaluate --model m.cprfl", "predcit a.png", "--threads 1 evl", "frobnicate"});
+  const char* expected[] = {"error: unknown command 'evaluate' — did you mean 'eval'?",
+                            "error: unknown command 'predcit' — did you mean 'predict'?",
+                            "error: unknown command 'evl' — did you mean 'eval'?", "error: unknown command 'frobnicate'\n"};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(results[i].exit_code, kExtrasError) << results[i].output;
+    EXPECT_FALSE(results[i].signalled);
+    EXPECT_TRUE(contains(results[i].output, expected[i])) << results[i].output;
+    EXPECT_TRUE(contains(results[i].output, "cprfl --help")) << results[i].output;
+  }
+}
+
+TEST(Cli, HelpCommandShowsTheToolsOrACommandsHelp) {
+  const auto results = run_all({"help", "help predict", "help predcit"});
+  EXPECT_EQ(results[0].exit_code, 0) << results[0].output;
+  EXPECT_TRUE(contains(results[0].output, "make-fashion-lt")) << results[0].output;
+  EXPECT_EQ(results[1].exit_code, 0) << results[1].output;
+  EXPECT_TRUE(contains(results[1].output, "--top-k")) << results[1].output;  // predict's own options
+  EXPECT_EQ(results[2].exit_code, kExtrasError) << results[2].output;
+  EXPECT_TRUE(contains(results[2].output, "did you mean 'predict'?")) << results[2].output;
 }
 
 TEST(Cli, HelpExitsZero) {
@@ -409,6 +423,26 @@ TEST(Cli, MissingModelFileExitsOneNamingThePath) {
     EXPECT_EQ(result.exit_code, kRunError) << arguments << "\n" << result.output;
     EXPECT_FALSE(result.signalled);
     EXPECT_TRUE(contains(result.output, "error: " + missing + ": ")) << arguments << "\n" << result.output;
+  }
+}
+
+// Output paths are checked before any work: the model file here does not even exist, and the
+// error is about the output.
+TEST(Cli, OutputPathsAreCheckedBeforeTheWork) {
+  TempDir dir;
+  const std::string missing_model = shell_quoted(dir.file("absent.cprfl"));
+  const std::string no_folder = dir.file("nodir/e.json");
+  const std::vector<std::string> commands = {
+      "eval --model " + missing_model + " --json " + shell_quoted(no_folder),
+      "eval --model " + missing_model + " --save-scores " + shell_quoted(dir.path()),
+      "predict --model " + missing_model + " a.png --out " + shell_quoted(no_folder)};
+  const auto results = run_all(commands);
+  const std::string expected[] = {no_folder + ": cannot write: its folder " + dir.file("nodir") + " does not exist",
+                                  dir.path() + ": is a folder; give a file name to write",
+                                  no_folder + ": cannot write: its folder " + dir.file("nodir") + " does not exist"};
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    EXPECT_EQ(results[i].exit_code, kRunError) << commands[i] << "\n" << results[i].output;
+    EXPECT_TRUE(contains(results[i].output, "error: " + expected[i])) << commands[i] << "\n" << results[i].output;
   }
 }
 

@@ -195,6 +195,10 @@ TEST(RunLock, ResumeAfterAKilledRunIsNotBlocked) {
   EXPECT_EQ(result.exit_code, 0) << result.output;
   auto resumed = run_cprfl("--threads 1 train --quiet --resume " + f.run + " --set optim.epochs=2");
   EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+  // The checkpoint file may be named in place of its folder.
+  auto by_file = run_cprfl("--threads 1 train --quiet --resume " + f.run + "/last.cprfl --set optim.epochs=3");
+  EXPECT_EQ(by_file.exit_code, 0) << by_file.output;
+  EXPECT_EQ(load_model_file(f.run + "/last.cprfl").info.config.get_int("optim.epochs"), 3);
 }
 
 }  // namespace

@@ -71,6 +71,17 @@ void remove_stale_temporaries(const std::string& path) {
   for (const auto& file : stale) std::filesystem::remove(file, error);
 }
 
+void check_output_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (fs::is_directory(path, error)) fail_in(path, "is a folder; give a file name to write");
+  const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  if (!fs::exists(parent, error)) fail_in(path, "cannot write: its folder " + parent.string() + " does not exist");
+  if (!fs::is_directory(parent, error)) fail_in(path, "cannot write: " + parent.string() + " is not a folder");
+  if (::access(parent.c_str(), W_OK) != 0)
+    fail_in(path, "cannot write in " + parent.string() + ": " + std::strerror(errno));
+}
+
 void make_directories(const std::string& path) {
   std::error_code error;
   std::filesystem::create_directories(path, error);

@@ -163,21 +163,6 @@ std::string canonical(const ConfigKey& entry, const std::string& value, const st
   return value;
 }
 
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 void flatten_yaml(const YAML::Node& node, const std::string& prefix, const std::string& origin,
                   std::vector<std::pair<std::string, YAML::Node>>& out) {
   if (node.IsMap()) {

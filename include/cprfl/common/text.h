@@ -1,5 +1,6 @@
 #pragma once
 // Small text helpers shared by the parsers.
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,5 +22,8 @@ std::vector<std::string_view> split_lines(std::string_view text);
 // True when `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past
 // U+10FFFF). Names and settings stored in model files must be: JSON holds only UTF-8.
 bool is_valid_utf8(std::string_view text);
+
+// Levenshtein distance (insertions, deletions, substitutions), for "did you mean" messages.
+std::size_t edit_distance(std::string_view a, std::string_view b);
 
 }  // namespace cprfl

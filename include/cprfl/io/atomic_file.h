@@ -15,6 +15,10 @@ void write_file_atomic(const std::string& path, std::string_view bytes, const ch
 // in its folder. Only for a caller that is the sole writer of `path`, e.g. a training run.
 void remove_stale_temporaries(const std::string& path);
 
+// Checks, before long work, that `path` can be written later: its folder exists and is
+// writable, and it is not itself a folder. Errors name the path and say what is wrong.
+void check_output_path(const std::string& path);
+
 // Creates a directory and its parents; an error names the path if that fails.
 void make_directories(const std::string& path);
 
