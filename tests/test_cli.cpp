@@ -446,6 +446,20 @@ TEST(Cli, OutputPathsAreCheckedBeforeTheWork) {
   }
 }
 
+// A folder where a file is expected is called a folder, whatever reads it.
+TEST(Cli, AFolderGivenForAFileIsCalledAFolder) {
+  TempDir dir;
+  const std::string folder = shell_quoted(dir.path());
+  const std::vector<std::string> commands = {"stats --list " + folder + " --labels " + folder,
+                                             "eval --model " + folder, "train --quiet --config " + folder};
+  const auto results = run_all(commands);
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    EXPECT_EQ(results[i].exit_code, kRunError) << commands[i] << "\n" << results[i].output;
+    EXPECT_TRUE(contains(results[i].output, "error: " + dir.path() + ": is a folder; a file is expected here"))
+        << commands[i] << "\n" << results[i].output;
+  }
+}
+
 TEST(Cli, DeathBySignalIsReportedAsOneTwentyEightPlusTheSignal) {
   // `train --config <fifo>` blocks opening the FIFO; the test then kills that cprfl (found by
   // its command line, which names this test's own FIFO) with SIGKILL.

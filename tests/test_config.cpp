@@ -73,3 +73,21 @@ TEST(Config, ShippedConfigsParse) {
   EXPECT_EQ(paper.get_string("optim.name"), "adam");
   EXPECT_DOUBLE_EQ(paper.get_float("optim.lr"), 5e-5);
 }
+
+// Floats are stored as the shortest text that reads back as the same double.
+TEST(Config, FloatsPrintShortAndReadBackExactly) {
+  cprfl::Config config;
+  config.set("model.dropout", "0.1", "test");
+  config.set("optim.lr", "1e-5", "test");
+  config.set("optim.pct_start", "0.30000000000000004", "test");  // 0.1 + 0.2: needs all 17 digits
+  const std::string yaml = config.to_yaml();
+  EXPECT_NE(yaml.find("dropout: 0.1\n"), std::string::npos) << yaml;
+  EXPECT_EQ(yaml.find("0.10000000000000001"), std::string::npos) << yaml;
+  EXPECT_EQ(config.get_float("model.dropout"), 0.1);
+  EXPECT_EQ(config.get_float("optim.lr"), 1e-5);
+  EXPECT_EQ(config.get_float("optim.pct_start"), 0.1 + 0.2);
+  cprfl::Config again;
+  again.merge_yaml_text(yaml, "round trip");
+  EXPECT_EQ(again.get_float("optim.pct_start"), 0.1 + 0.2);
+  EXPECT_EQ(again.get_float("optim.lr"), 1e-5);
+}

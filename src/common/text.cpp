@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -40,6 +41,8 @@ std::optional<std::int64_t> parse_int(std::string_view token) {
 }
 
 std::string read_text_file(const std::string& path) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) fail_in(path, "is a folder; a file is expected here");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail_in(path, std::string("cannot open file: ") + std::strerror(errno));
   std::ostringstream buffer;

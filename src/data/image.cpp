@@ -243,7 +243,7 @@ void read_file_bytes(const std::string& path, std::vector<std::uint8_t>& bytes) 
   struct stat info {};
   if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
     ::close(fd);
-    fail_in(path, "not a regular file");
+    fail_in(path, S_ISDIR(info.st_mode) ? "is a folder; an image file is expected here" : "not a regular file");
   }
   bytes.resize(static_cast<std::size_t>(info.st_size));
   std::size_t done = 0;

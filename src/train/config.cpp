@@ -144,11 +144,18 @@ std::string canonical(const ConfigKey& entry, const std::string& value, const st
     case VT::kFloat: {
       auto d = parse_double(value);
       if (!d) return bad(std::string("expected ") + type_name(entry.type));
-      std::ostringstream out;
-      out.imbue(std::locale::classic());
-      out.precision(17);
-      out << *d;
-      return out.str();
+      // The shortest text that reads back as the same double: 0.1, not 0.10000000000000001.
+      std::string text;
+      for (int precision = 1; precision <= 17; ++precision) {
+        std::ostringstream out;
+        out.imbue(std::locale::classic());
+        out.precision(precision);
+        out << *d;
+        text = out.str();
+        auto back = parse_double(text);
+        if (back && *back == *d) break;
+      }
+      return text;
     }
     case VT::kString: {
       if (!is_valid_utf8(value)) return bad("not valid UTF-8 text");  // configs are stored as JSON in model files

@@ -115,6 +115,15 @@ std::string fixed(double value, int digits) {
   return out.str();
 }
 
+// "1.88e-05": readable whatever the recipe's scale (1e-3 for Fashion-LT, 1e-5 for COCO-LT).
+std::string scientific(double value, int digits) {
+  std::ostringstream out;
+  out.setf(std::ios::scientific);
+  out.precision(digits);
+  out << value;
+  return out.str();
+}
+
 // metrics.jsonl: one line per finished epoch.
 void write_metrics_log(const std::string& out_dir, const nlohmann::json& history) {
   std::string lines;
@@ -261,6 +270,7 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
     torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device));
     int64_t batches = 0, images = 0;
     double shown_loss = 0, lr = 0;
+    bool loss_known = false;  // read back every 10 steps: "–" until the first read
     while (auto batch = train_loader->next()) {
       torch::manual_seed(seed * 1000003ULL + static_cast<uint64_t>(step));  // dropout, resumable
       apply_schedule(bundle, schedule, step);
@@ -292,13 +302,14 @@ TrainSummary train(const Config& config, const TrainOptions& options) {
       bool last_batch = batch->position + 1 == steps_per_epoch;
       if (batches % 10 == 0 || last_batch) {
         shown_loss = loss_sum.item<double>() / static_cast<double>(batches);
+        loss_known = true;
         if (!std::isfinite(shown_loss)) {
           throw Error("training diverged: the loss became " + std::string(std::isnan(shown_loss) ? "NaN" : "Inf") +
                       " in epoch " + std::to_string(epoch + 1) + " (step " + std::to_string(step) +
                       "); the last good checkpoint is " + checkpoint_path + " — try a lower optim.lr or optim.grad_clip");
         }
       }
-      if (bar) bar->update(images, "loss " + fixed(shown_loss, 4) + " lr " + fixed(lr * 1e3, 4) + "e-3");
+      if (bar) bar->update(images, "loss " + (loss_known ? fixed(shown_loss, 4) : std::string("–")) + " lr " + scientific(lr, 2));
     }
     double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     if (bar) bar->finish("loss " + fixed(shown_loss, 4));
