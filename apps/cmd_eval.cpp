@@ -9,7 +9,7 @@
 #include "cprfl/data/loader.h"
 #include "cprfl/eval/evaluate.h"
 #include "cprfl/io/atomic_file.h"
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 #include "cprfl/io/npy.h"
 
 namespace cprfl::app {

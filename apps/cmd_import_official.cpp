@@ -5,7 +5,7 @@
 #include "command.h"
 #include "cprfl/data/list_file.h"
 #include "cprfl/io/tensor_file.h"
-#include "cprfl/model/import_official.h"
+#include "cprfl/config/import_official.h"
 
 namespace cprfl::app {
 namespace {

@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "command.h"
-#include "cprfl/data/fashion_lt.h"
+#include "cprfl/fashion_lt/fashion_lt.h"
 
 namespace cprfl::app {
 namespace {

@@ -12,9 +12,9 @@
 #include "cprfl/data/loader.h"
 #include "cprfl/data/transforms.h"
 #include "cprfl/io/atomic_file.h"
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 #include "cprfl/model/inference.h"
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 
 namespace cprfl::app {
 namespace {

@@ -4,7 +4,7 @@
 
 #include "command.h"
 #include "cprfl/model/build.h"
-#include "cprfl/train/pretrain.h"
+#include "cprfl/fashion_lt/pretrain.h"
 
 namespace cprfl::app {
 namespace {

@@ -50,7 +50,7 @@
 #include "cprfl/model/build.h"
 #include "cprfl/model/cprfl.h"
 #include "cprfl/model/inference.h"
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 #include "cprfl/train/optim.h"
 #include "timing.h"
 

@@ -24,11 +24,11 @@
 
 #include "cprfl/data/image.h"
 #include "cprfl/data/transforms.h"
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 #include "cprfl/io/npy.h"
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/model/build.h"
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 #include "test_support.h"
 #include "tiny_dataset.h"
 

@@ -11,8 +11,8 @@
 #include "cprfl/model/build.h"
 #include "cprfl/model/clip_visual.h"
 #include "cprfl/model/cprfl.h"
-#include "cprfl/model/state_dict.h"
-#include "cprfl/train/config.h"
+#include "cprfl/io/state_dict.h"
+#include "cprfl/config/config.h"
 #include "test_support.h"
 #include "torch_file_writer.h"
 

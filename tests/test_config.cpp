@@ -3,7 +3,7 @@
 #include <filesystem>
 
 #include "cprfl/common/error.h"
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 #include "test_support.h"
 
 using cprfl::testing::error_of;

@@ -6,7 +6,7 @@
 
 #include "cprfl/common/error.h"
 #include "cprfl/model/cprfl.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 #include "test_support.h"
 
 using cprfl::testing::error_of;

@@ -7,7 +7,7 @@
 #include "cprfl/clip/prompts.h"
 #include "cprfl/clip/token_tensor.h"
 #include "cprfl/common/error.h"
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 #include "cprfl/io/npy.h"
 #include "cprfl/model/build.h"
 #include "cprfl/train/trainer.h"

@@ -16,8 +16,8 @@
 #include "cprfl/common/error.h"
 #include "cprfl/common/text.h"
 #include "cprfl/data/class_stats.h"
-#include "cprfl/data/fashion_lt.h"
-#include "cprfl/data/fashion_mnist.h"
+#include "cprfl/fashion_lt/fashion_lt.h"
+#include "cprfl/fashion_lt/fashion_mnist.h"
 #include "cprfl/data/list_file.h"
 #include "test_support.h"
 

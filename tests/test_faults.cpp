@@ -12,7 +12,7 @@
 
 #include "cprfl/common/error.h"
 #include "cprfl/io/atomic_file.h"
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/model/build.h"
 #include "cprfl/train/trainer.h"

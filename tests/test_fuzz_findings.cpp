@@ -7,11 +7,11 @@
 
 #include "cprfl/common/error.h"
 #include "cprfl/data/list_file.h"
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 #include "cprfl/io/npy.h"
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/model/build.h"
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 #include "test_support.h"
 
 using namespace cprfl;

@@ -24,7 +24,7 @@
 #include "cprfl/data/image.h"
 #include "cprfl/data/list_file.h"
 #include "cprfl/io/npy.h"
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 #include "test_support.h"
 
 using namespace cprfl;

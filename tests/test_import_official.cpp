@@ -15,8 +15,8 @@
 #include "cprfl/clip/token_tensor.h"
 #include "cprfl/data/image.h"
 #include "cprfl/data/transforms.h"
-#include "cprfl/io/model_file.h"
-#include "cprfl/model/import_official.h"
+#include "cprfl/config/model_file.h"
+#include "cprfl/config/import_official.h"
 #include "support/test_support.h"
 #include "support/torch_file_writer.h"
 

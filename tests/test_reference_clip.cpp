@@ -30,7 +30,7 @@
 #include "cprfl/io/npy.h"
 #include "cprfl/io/torch_file.h"
 #include "cprfl/model/clip_visual.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 #include "test_support.h"
 
 using namespace cprfl;

@@ -6,7 +6,7 @@
 #include "cprfl/common/error.h"
 #include "cprfl/model/classifier.h"
 #include "cprfl/model/resnet.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 #include "test_support.h"
 
 using cprfl::testing::error_of;

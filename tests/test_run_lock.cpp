@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "cprfl/common/error.h"
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 #include "cprfl/train/run_lock.h"
 #include "support/test_support.h"
 #include "support/tiny_dataset.h"

@@ -8,7 +8,7 @@
 #include "cprfl/model/build.h"
 #include "cprfl/model/classifier.h"
 #include "cprfl/model/resnet.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 #include "test_support.h"
 #include "torch_file_writer.h"
 

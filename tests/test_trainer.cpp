@@ -4,7 +4,7 @@
 #include <filesystem>
 
 #include "cprfl/common/error.h"
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 #include "cprfl/io/npy.h"
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/train/trainer.h"

@@ -20,7 +20,7 @@
 
 #include "cprfl/data/list_file.h"
 #include "cprfl/data/loader.h"
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/train/optim.h"
 #include "cprfl/train/trainer.h"

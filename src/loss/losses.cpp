@@ -4,7 +4,7 @@
 #include <optional>
 
 #include "cprfl/common/error.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 
 namespace cprfl {
 

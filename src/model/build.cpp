@@ -12,7 +12,7 @@
 #include "cprfl/io/torch_file.h"
 #include "cprfl/model/clip_visual.h"
 #include "cprfl/model/cprfl.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 
 namespace cprfl {
 

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "cprfl/common/error.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 
 namespace cprfl {
 

@@ -2,7 +2,7 @@
 
 #include "cprfl/common/error.h"
 #include "cprfl/model/classifier.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 
 namespace cprfl {
 OptimizerBundle make_optimizer(const torch::nn::Module& model, const OptimizerOptions& options) {

@@ -1,6 +1,6 @@
-// YAML run configurations (train/config.h). A config that loads must survive what the tool
+// YAML run configurations (config/config.h). A config that loads must survive what the tool
 // does with it: the JSON copy kept in model files and the YAML copy written beside a run.
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 #include "fuzz_support.h"
 
 namespace cprfl::fuzz {

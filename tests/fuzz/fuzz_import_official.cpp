@@ -1,10 +1,10 @@
-// The authors' checkpoints (model/import_official.h): the state dict behind "module."
+// The authors' checkpoints (config/import_official.h): the state dict behind "module."
 // prefixes and a {"state_dict": ...} wrapper, the architecture read from its key names and
 // shapes, and their CLIP text encoder built from the text_encoder.* tensors. (Building the
 // ResNet backbone itself is left out: it is torchvision-sized whatever the file says, and
 // the weight loading after it is unit-tested.)
 #include "cprfl/clip/text_encoder.h"
-#include "cprfl/model/import_official.h"
+#include "cprfl/config/import_official.h"
 #include "fuzz_support.h"
 
 namespace cprfl::fuzz {

@@ -1,11 +1,11 @@
-// .cprfl model files and checkpoints (io/tensor_file.h, io/model_file.h): the container,
+// .cprfl model files and checkpoints (io/tensor_file.h, config/model_file.h): the container,
 // then rebuilding the model it describes. The trailing CRC-32 is recomputed first, so that
 // mutations reach the parser instead of all stopping at the checksum (which is unit-tested).
 #include <zlib.h>
 
 #include <cstring>
 
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 #include "cprfl/io/tensor_file.h"
 #include "fuzz_support.h"
 

@@ -10,7 +10,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "cprfl/io/atomic_file.h"
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 #include "cprfl/io/npy.h"
 #include "cprfl/model/build.h"
 #include "tiny_clip.h"

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 
 namespace cprfl::testing {
 

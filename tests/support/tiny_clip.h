@@ -5,7 +5,7 @@
 #include <string>
 
 #include "cprfl/clip/checkpoint.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 
 namespace cprfl::testing {
 

@@ -3,7 +3,7 @@
 // a coloured square in a fixed place, written with its list and labels files.
 #include <string>
 
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 
 namespace cprfl::testing {
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 
 namespace cprfl::clip {
 

@@ -13,7 +13,7 @@
 
 #include "cprfl/clip/checkpoint.h"
 #include "cprfl/clip/transformer.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 
 namespace cprfl::clip {
 

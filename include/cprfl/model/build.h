@@ -10,7 +10,7 @@
 
 #include "cprfl/model/classifier.h"
 #include "cprfl/model/resnet.h"
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 
 namespace cprfl {
 

@@ -27,7 +27,7 @@
 #include <torch/nn/modules/pooling.h>
 
 #include "cprfl/model/resnet.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 
 namespace cprfl {
 

@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 
 namespace cprfl {
 

@@ -11,7 +11,7 @@
 
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/model/classifier.h"
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 
 namespace cprfl {
 

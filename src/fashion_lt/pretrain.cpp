@@ -1,4 +1,4 @@
-#include "cprfl/train/pretrain.h"
+#include "cprfl/fashion_lt/pretrain.h"
 
 #include <chrono>
 #include <random>
@@ -9,7 +9,7 @@
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/model/classifier.h"
 #include "cprfl/model/resnet.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 #include "cprfl/train/optim.h"
 #include "cprfl/train/schedule.h"
 

@@ -1,4 +1,4 @@
-#include "cprfl/data/fashion_mnist.h"
+#include "cprfl/fashion_lt/fashion_mnist.h"
 
 #include <zlib.h>
 

@@ -1,4 +1,4 @@
-#include "cprfl/train/config.h"
+#include "cprfl/config/config.h"
 
 #include <yaml-cpp/yaml.h>
 

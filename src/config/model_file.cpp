@@ -1,8 +1,8 @@
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 
 #include "cprfl/common/error.h"
 #include "cprfl/model/build.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 
 namespace cprfl {
 namespace {

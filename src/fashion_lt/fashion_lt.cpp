@@ -1,4 +1,4 @@
-#include "cprfl/data/fashion_lt.h"
+#include "cprfl/fashion_lt/fashion_lt.h"
 
 #include <algorithm>
 #include <atomic>

@@ -1,4 +1,4 @@
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 
 #include <sstream>
 #include <unordered_set>

@@ -1,4 +1,4 @@
-#include "cprfl/model/import_official.h"
+#include "cprfl/config/import_official.h"
 
 #include <algorithm>
 #include <locale>

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cprfl/data/fashion_mnist.h"
+#include "cprfl/fashion_lt/fashion_mnist.h"
 
 namespace cprfl {
 

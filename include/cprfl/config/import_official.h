@@ -18,10 +18,10 @@
 
 #include "cprfl/clip/checkpoint.h"
 #include "cprfl/clip/prompts.h"
-#include "cprfl/io/model_file.h"
+#include "cprfl/config/model_file.h"
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/model/cprfl.h"
-#include "cprfl/model/state_dict.h"
+#include "cprfl/io/state_dict.h"
 
 namespace cprfl {
 

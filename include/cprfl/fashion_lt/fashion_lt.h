@@ -21,7 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cprfl/data/fashion_mnist.h"
+#include "cprfl/fashion_lt/fashion_mnist.h"
 
 namespace cprfl {
 

@@ -1,0 +1,32 @@
+# Checks that every #include "cprfl/<area>/..." in src/<area>/ and include/cprfl/<area>/ names
+# the area itself or one it may use (cmake/Areas.cmake). Run at configure time (included with
+# CPRFL_SOURCE_DIR set) and as the test Layering.IncludesPointDown (cmake -DCPRFL_SOURCE_DIR=... -P).
+cmake_policy(SET CMP0057 NEW)
+include(${CMAKE_CURRENT_LIST_DIR}/Areas.cmake)
+set(_layering_errors "")
+foreach(area ${CPRFL_AREAS})
+  file(GLOB _files ${CPRFL_SOURCE_DIR}/src/${area}/*.cpp ${CPRFL_SOURCE_DIR}/src/${area}/*.h
+                   ${CPRFL_SOURCE_DIR}/include/cprfl/${area}/*.h)
+  set(_allowed ${area} ${CPRFL_AREA_DEPS_${area}})
+  foreach(file ${_files})
+    file(STRINGS ${file} _includes REGEX "^[ \t]*#[ \t]*include[ \t]+\"cprfl/")
+    foreach(line ${_includes})
+      string(REGEX REPLACE "^[ \t]*#[ \t]*include[ \t]+\"cprfl/([a-z_]+)/.*" "\\1" target_area "${line}")
+      if(NOT target_area IN_LIST _allowed)
+        file(RELATIVE_PATH _relative ${CPRFL_SOURCE_DIR} ${file})
+        string(APPEND _layering_errors "\n  ${_relative}: ${line} — area '${area}' may use only: ${_allowed}")
+      endif()
+    endforeach()
+  endforeach()
+  # Every folder must be an area: a new folder is declared in cmake/Areas.cmake first.
+endforeach()
+file(GLOB _folders LIST_DIRECTORIES true ${CPRFL_SOURCE_DIR}/src/* ${CPRFL_SOURCE_DIR}/include/cprfl/*)
+foreach(folder ${_folders})
+  get_filename_component(name ${folder} NAME)
+  if(IS_DIRECTORY ${folder} AND NOT name IN_LIST CPRFL_AREAS)
+    string(APPEND _layering_errors "\n  ${folder}: not an area listed in cmake/Areas.cmake")
+  endif()
+endforeach()
+if(_layering_errors)
+  message(FATAL_ERROR "Includes that point up or sideways between areas (see cmake/Areas.cmake):${_layering_errors}")
+endif()
