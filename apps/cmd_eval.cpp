@@ -64,7 +64,7 @@ Runner add_eval(CLI::App& root) {
                   "); evaluate with the list the model was trained for");
     }
     auto list = read_image_list(list_path, num_classes);
-    TransformConfig transform = transform_config_of(config, false);
+    TransformConfig transform = preprocessing_of(loaded.info);
     auto dataset = std::make_shared<const ImageDataset>(list, root_dir, num_classes, transform);
     LoaderOptions loader_options;
     loader_options.batch_size = options->batch_size;

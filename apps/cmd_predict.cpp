@@ -90,7 +90,7 @@ Runner add_predict(CLI::App& root) {
     prepare_for_inference(*loaded.model);
     const auto& config = loaded.info.config;
     const auto& names = loaded.info.class_names;
-    TransformConfig transform_config = transform_config_of(config, false);
+    TransformConfig transform_config = preprocessing_of(loaded.info);
     // The header goes to stderr so that the JSON or CSV on stdout stays machine-readable.
     std::cerr << "model " << options->model << " (" << (loaded.using_ema ? "EMA weights" : "weights") << "), "
               << names.size() << " classes, preprocessing " << describe_preprocessing(transform_config) << "\n";

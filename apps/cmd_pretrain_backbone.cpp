@@ -3,6 +3,8 @@
 #include <memory>
 
 #include "command.h"
+#include "cprfl/config/options.h"
+#include "cprfl/config/prompt_setup.h"
 #include "cprfl/model/build.h"
 #include "cprfl/fashion_lt/pretrain.h"
 

@@ -35,7 +35,7 @@ Runner add_train(CLI::App& root) {
       std::cout << Config::describe_schema();
       return 0;
     }
-    TrainOptions train_options;
+    RunControl train_options;
     train_options.progress = !options->quiet;
     train_options.epochs_this_run = options->epochs_this_run;
     Config config;

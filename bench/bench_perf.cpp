@@ -38,10 +38,13 @@
 #include <opencv2/imgproc.hpp>
 
 #include "cprfl/clip/prompts.h"
-#include "cprfl/common/autocast.h"
 #include "cprfl/clip/text_encoder.h"
 #include "cprfl/clip/token_tensor.h"
 #include "cprfl/clip/tokenizer.h"
+#include "cprfl/common/autocast.h"
+#include "cprfl/config/config.h"
+#include "cprfl/config/options.h"
+#include "cprfl/config/prompt_setup.h"
 #include "cprfl/data/image.h"
 #include "cprfl/data/loader.h"
 #include "cprfl/data/transforms.h"
@@ -50,8 +53,9 @@
 #include "cprfl/model/build.h"
 #include "cprfl/model/cprfl.h"
 #include "cprfl/model/inference.h"
-#include "cprfl/config/config.h"
-#include "cprfl/train/optim.h"
+#include "cprfl/optim/optim.h"
+#include "cprfl/train/step_timing.h"
+#include "cprfl/train/trainer.h"
 #include "timing.h"
 
 using namespace cprfl;
@@ -336,48 +340,33 @@ json case_infer_file(const Setup& setup, int reps) {
   return out;
 }
 
-// One optimizer step at the configured batch (as `accumulate` micro-batches when
-// micro_batch < batch): data = time blocked waiting for the loader (its workers decode and
-// augment real image files ahead, overlapped with compute), forward = model + loss,
-// backward, optimizer = AdamW step + zero_grad + EMA update (as the trainer does).
-// variant: "fp32" (contiguous NCHW), "fp32_channels_last" (backbone weights, their
-// gradients and optimizer moments, and the input batches in channels-last, as
-// train.channels_last), "bf16_channels_last" (and the forward under CPU bf16 autocast, as
-// optim.amp_cpu).
+// One optimizer step at the configured batch, by the trainer's own Trainer::step (as
+// optim.accumulate_steps micro-batches when micro_batch < batch), timed through its step hook
+// (train/step_timing.h): data = time blocked waiting for the loader (its workers decode and
+// augment real image files ahead, overlapped with compute), forward = model + loss, backward,
+// optimizer = clipping + AdamW step + EMA update. variant: "fp32" (contiguous NCHW),
+// "fp32_channels_last" (train.channels_last), "bf16_channels_last" (and optim.amp_cpu).
 json case_train(const Setup& setup, const std::string& variant, int warmup, int steps) {
   const bool channels_last = variant.find("channels_last") != std::string::npos;
   const bool bf16 = variant.rfind("bf16", 0) == 0;
-  auto model = make_model(setup);
-  model->train();
-  auto ema_model = make_model(setup);
-  ema_model->eval();
-  if (channels_last) {
-    convert_to_channels_last(*model->backbone());
-    convert_to_channels_last(*ema_model->backbone());
-  }
-  WeightEma ema(*ema_model, *model, setup.config.get_float("optim.ema_decay"));
-  OptimizerOptions optimizer_options;
-  optimizer_options.lr = setup.config.get_float("optim.lr");
-  optimizer_options.weight_decay = setup.config.get_float("optim.weight_decay");
-  auto bundle = make_optimizer(*model, optimizer_options);
-  AsymmetricLossOptions loss_options;
-  loss_options.gamma_pos = setup.config.get_float("loss.gamma_pos");
-  loss_options.gamma_neg = setup.config.get_float("loss.gamma_neg");
-  loss_options.clip = setup.config.get_float("loss.clip");
-  AsymmetricLoss loss_fn(loss_options);
+  Config config = setup.config;
+  config.set("train.device", "cpu", "bench");
+  config.set("train.channels_last", channels_last ? "true" : "false", "bench");
+  config.set("optim.amp_cpu", bf16 ? "true" : "false", "bench");
+  const int64_t micro_batches = (setup.train_batch + setup.micro_batch - 1) / setup.micro_batch;
+  config.set("optim.accumulate_steps", std::to_string(micro_batches), "bench");
+  config.set("data.root", "", "bench");  // the list holds absolute paths
 
   const std::string folder = temp_folder("train");
-  auto paths = write_images(setup, folder, setup.train_batch * 2);
-  ImageList list;
+  TrainingData data;
+  for (int64_t c = 0; c < setup.classes; ++c) data.class_names.push_back("class" + std::to_string(c));
   std::mt19937 label_rng(0);
-  for (const auto& path : paths) list.records.push_back({path, {static_cast<int>(label_rng() % setup.classes)}, 0});
-  TransformConfig transform = transform_config_of(setup.config, true);
-  transform.image_size = setup.image_size;
-  auto dataset = std::make_shared<const ImageDataset>(list, "", static_cast<int>(setup.classes), transform);
-  LoaderOptions loader_options;
-  loader_options.batch_size = setup.train_batch;
-  loader_options.workers = static_cast<int>(setup.config.get_int("data.workers"));
-  DataLoader loader(dataset, loader_options);
+  for (const auto& path : write_images(setup, folder, setup.train_batch * 2))
+    data.train.records.push_back({path, {static_cast<int>(label_rng() % setup.classes)}, 0});
+  data.test = data.train;
+  Trainer trainer(config, data);
+  trainer.model().train();
+  DataLoader& loader = trainer.train_loader();
   int64_t epoch = 0;
   loader.start_epoch(epoch);
 
@@ -389,32 +378,11 @@ json case_train(const Setup& setup, const std::string& variant, int warmup, int 
       loader.start_epoch(++epoch);
       batch = loader.next();
     }
-    double data = seconds_since(start), forward = 0, backward = 0;
-    const int64_t rows = batch->images.size(0);
-    for (int64_t first = 0; first < rows; first += setup.micro_batch) {
-      auto images = batch->images.slice(0, first, first + setup.micro_batch);
-      if (channels_last) images = images.contiguous(torch::MemoryFormat::ChannelsLast);
-      auto targets = batch->targets.slice(0, first, first + setup.micro_batch);
-      auto t0 = Clock::now();
-      std::optional<BFloat16Autocast> autocast;
-      if (bf16) autocast.emplace(torch::kCPU);
-      auto logits = model->forward(images).to(torch::kFloat);
-      autocast.reset();
-      // Mean-reduced loss: weighting each micro-batch by its share gives the full-batch mean.
-      auto loss = loss_fn(logits, targets) * (static_cast<double>(images.size(0)) / static_cast<double>(rows));
-      forward += seconds_since(t0);
-      auto t1 = Clock::now();
-      loss.backward();
-      backward += seconds_since(t1);
-    }
-    auto t2 = Clock::now();
-    bundle.optimizer->step();
-    bundle.optimizer->zero_grad();
-    ema.update(*model);
-    double optimizer = seconds_since(t2);
+    double data_s = seconds_since(start);
+    TimedStep timed = time_training_step(trainer, batch->images, batch->targets);
     if (step >= warmup) {
-      data_t.push_back(data), forward_t.push_back(forward), backward_t.push_back(backward);
-      optimizer_t.push_back(optimizer), total_t.push_back(seconds_since(start));
+      data_t.push_back(data_s), forward_t.push_back(timed.forward_s), backward_t.push_back(timed.backward_s);
+      optimizer_t.push_back(timed.optimizer_s), total_t.push_back(seconds_since(start));
     }
   }
   json out;
@@ -429,7 +397,7 @@ json case_train(const Setup& setup, const std::string& variant, int warmup, int 
   out["optimizer"] = summary_of(optimizer_t);
   out["step"] = summary_of(total_t);
   out["images_per_s"] = setup.train_batch / out["step"]["median_s"].get<double>();
-  out["loader_workers"] = loader_options.workers;
+  out["loader_workers"] = trainer.options().data.workers;
   out["peak_rss_mb"] = peak_rss_mb();
   std::filesystem::remove_all(folder);
   return out;

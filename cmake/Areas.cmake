@@ -3,14 +3,15 @@
 # include the headers of the areas listed after it and of no other; cmake/CheckLayering.cmake
 # refuses an include that points anywhere else (at configure time and as a test), so the
 # layering below is enforced, not just described (README, "Layout").
-set(CPRFL_AREAS common io data clip model loss config eval train fashion_lt)
+set(CPRFL_AREAS common io data clip model loss optim config eval train fashion_lt)
 set(CPRFL_AREA_DEPS_common "")
 set(CPRFL_AREA_DEPS_io common)
 set(CPRFL_AREA_DEPS_data common io)
 set(CPRFL_AREA_DEPS_clip common io)
-set(CPRFL_AREA_DEPS_model common io clip data config) # TEMPORARY while build.h moves to typed options
+set(CPRFL_AREA_DEPS_model common io clip)
 set(CPRFL_AREA_DEPS_loss common io data)
-set(CPRFL_AREA_DEPS_config common io data clip model loss)
-set(CPRFL_AREA_DEPS_eval common io data clip model loss config)
-set(CPRFL_AREA_DEPS_train common io data clip model loss config eval)
-set(CPRFL_AREA_DEPS_fashion_lt common io data clip model loss config eval train)
+set(CPRFL_AREA_DEPS_optim common io model)
+set(CPRFL_AREA_DEPS_config common io data clip model loss optim)
+set(CPRFL_AREA_DEPS_eval common io data clip model loss optim config)
+set(CPRFL_AREA_DEPS_train common io data clip model loss optim config eval)
+set(CPRFL_AREA_DEPS_fashion_lt common io data clip model loss optim config eval train)

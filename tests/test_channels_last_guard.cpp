@@ -43,7 +43,7 @@ TEST(ChannelsLastGuard, NarrowTrunkTrainsAt96Pixels) {
   config.set("data.image_size", "96", "test");
   config.set("optim.epochs", "1", "test");
   config.set("train.channels_last", "true", "test");
-  TrainOptions options;
+  RunControl options;
   options.progress = false;
   EXPECT_EQ(train(config, options).epochs_run, 1);
 }

@@ -22,6 +22,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cprfl/config/options.h"
+#include "cprfl/config/prompt_setup.h"
 #include "cprfl/data/image.h"
 #include "cprfl/data/transforms.h"
 #include "cprfl/config/model_file.h"

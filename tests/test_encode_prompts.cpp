@@ -4,6 +4,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "cprfl/config/options.h"
+#include "cprfl/config/prompt_setup.h"
 #include "cprfl/clip/prompts.h"
 #include "cprfl/clip/token_tensor.h"
 #include "cprfl/common/error.h"
@@ -131,7 +133,7 @@ TEST(EncodePrompts, TrainingWithClipPrompts) {
   EXPECT_LE((w - expected).abs().max().item<float>(), allowed_difference(expected));
 
   config.set("optim.epochs", "1", "test");
-  TrainOptions options;
+  RunControl options;
   options.progress = false;
   train(config, options);
   auto loaded = load_model_file(dir.file("run") + "/last.cprfl");

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <utility>
 
+#include "cprfl/config/options.h"
+#include "cprfl/config/prompt_setup.h"
 #include "cprfl/common/error.h"
 #include "cprfl/io/atomic_file.h"
 #include "cprfl/config/model_file.h"
@@ -30,7 +32,7 @@ namespace {
 // A tiny run folder with a checkpoint after epoch 1 of 3.
 void train_one_epoch(const std::string& data, const std::string& out) {
   cprfl::testing::write_tiny_dataset(data);
-  TrainOptions options;
+  RunControl options;
   options.progress = false;
   options.epochs_this_run = 1;
   train(cprfl::testing::tiny_config(data, out), options);
@@ -122,7 +124,7 @@ TEST(Faults, UnwritableRunFolderKeepsThePreviousCheckpoint) {
   EXPECT_NO_THROW(load_model_file(checkpoint));
 
   write_text(dir.file("parent"), "a file where the run's parent folder should be");
-  TrainOptions options;
+  RunControl options;
   options.progress = false;
   std::string message = error_of([&] { train(cprfl::testing::tiny_config(dir.file("data"), dir.file("parent/run")), options); });
   EXPECT_NE(message.find(dir.file("parent/run") + ": cannot create directory: Not a directory"), std::string::npos)
@@ -144,7 +146,7 @@ TEST(Faults, StaleTemporariesOfAKilledWriteAreRemovedOnTheNextRun) {
   write_text(dir.file("run") + "/.last.cprfl.tmp123456", "half a checkpoint");
   write_text(dir.file("run") + "/.metrics.jsonl.tmp42", "{");
   write_text(dir.file("run") + "/.last.cprfl.tmp-not-ours", "kept");
-  TrainOptions options;
+  RunControl options;
   options.progress = false;
   options.resume = true;
   options.epochs_this_run = 1;
@@ -162,7 +164,7 @@ TEST(Faults, MetricsLogBehindTheCheckpointIsRepairedOnResume) {
   const std::string log = dir.file("run") + "/metrics.jsonl";
   const std::string complete = read_text(log);
   write_text(log, "");
-  TrainOptions options;
+  RunControl options;
   options.progress = false;
   options.resume = true;
   auto config = config_of_run(dir.file("run"));
@@ -205,7 +207,7 @@ TEST(Faults, ResumeWithAnotherClassListNamesTheDifference) {
   auto labels = read_text(config.get_string("data.labels"));
   write_text(dir.file("renamed.txt"), "zebra\n" + labels.substr(labels.find('\n') + 1));
   config.set("data.labels", dir.file("renamed.txt"), "test");
-  TrainOptions options;
+  RunControl options;
   options.progress = false;
   options.resume = true;
   std::string message = error_of([&] { train(config, options); });

@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "cprfl/config/options.h"
+#include "cprfl/config/prompt_setup.h"
 #include "cprfl/common/error.h"
 #include "cprfl/data/list_file.h"
 #include "cprfl/config/model_file.h"

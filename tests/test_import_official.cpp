@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "cprfl/config/options.h"
+#include "cprfl/config/prompt_setup.h"
 #include "cprfl/clip/token_tensor.h"
 #include "cprfl/data/image.h"
 #include "cprfl/data/transforms.h"

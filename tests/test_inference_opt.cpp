@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cprfl/config/options.h"
+#include "cprfl/config/prompt_setup.h"
 #include "cprfl/common/error.h"
 #include "cprfl/data/image.h"
 #include "cprfl/data/transforms.h"

@@ -8,6 +8,8 @@
 #include <set>
 #include <vector>
 
+#include "cprfl/config/options.h"
+#include "cprfl/config/prompt_setup.h"
 #include "cprfl/common/error.h"
 #include "cprfl/data/image.h"
 #include "cprfl/data/transforms.h"
@@ -441,7 +443,7 @@ struct LossRunFixture {
   }
 
   static double train_loss(const Config& config) {
-    TrainOptions quiet;
+    RunControl quiet;
     quiet.progress = false;
     return train(config, quiet).last_epoch.at("train_loss").get<double>();
   }

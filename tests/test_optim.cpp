@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include "cprfl/train/optim.h"
-#include "cprfl/train/schedule.h"
+#include "cprfl/optim/optim.h"
+#include "cprfl/optim/schedule.h"
 
 using namespace cprfl;
 

@@ -18,8 +18,8 @@ using cprfl::testing::TempDir;
 
 namespace {
 
-TrainOptions quiet(int64_t epochs_this_run = 0) {
-  TrainOptions options;
+RunControl quiet(int64_t epochs_this_run = 0) {
+  RunControl options;
   options.progress = false;
   options.epochs_this_run = epochs_this_run;
   return options;
@@ -39,7 +39,7 @@ TEST(Trainer, ResumeIsExact) {
   auto split_config = cprfl::testing::tiny_config(dir.file("data"), dir.file("split"));
   EXPECT_EQ(train(split_config, quiet(1)).epochs_run, 1);
   auto resumed_config = config_of_run(dir.file("split"));
-  TrainOptions resume = quiet();
+  RunControl resume = quiet();
   resume.resume = true;
   EXPECT_EQ(train(resumed_config, resume).epochs_run, 2);
 
@@ -74,7 +74,7 @@ TEST(Trainer, DivergenceStopsAndKeepsTheLastGoodCheckpoint) {
   std::string before = cprfl::testing::read_text(dir.file("run") + "/last.cprfl");
   auto resumed = config_of_run(dir.file("run"));
   resumed.set("optim.lr", "1e38", "test");  // drives the weights to overflow
-  TrainOptions resume = quiet();
+  RunControl resume = quiet();
   resume.resume = true;
   auto message = error_of([&] { train(resumed, resume); });
   EXPECT_NE(message.find("training diverged: the loss became"), std::string::npos) << message;

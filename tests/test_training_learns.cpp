@@ -22,7 +22,7 @@
 #include "cprfl/data/loader.h"
 #include "cprfl/config/model_file.h"
 #include "cprfl/io/tensor_file.h"
-#include "cprfl/train/optim.h"
+#include "cprfl/optim/optim.h"
 #include "cprfl/train/trainer.h"
 #include "shapes_dataset.h"
 #include "test_support.h"
@@ -45,8 +45,8 @@ class OneThread {
   int saved_;
 };
 
-TrainOptions quiet(int64_t epochs_this_run = 0, bool resume = false) {
-  TrainOptions options;
+RunControl quiet(int64_t epochs_this_run = 0, bool resume = false) {
+  RunControl options;
   options.progress = false;
   options.epochs_this_run = epochs_this_run;
   options.resume = resume;

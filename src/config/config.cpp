@@ -8,6 +8,8 @@
 
 #include "cprfl/common/error.h"
 #include "cprfl/common/text.h"
+#include "cprfl/loss/losses.h"
+#include "cprfl/model/resnet.h"
 
 namespace cprfl {
 namespace {
@@ -38,8 +40,7 @@ std::vector<ConfigKey> build_schema() {
       // model
       {"model.type", VT::kString, "cprfl", "classifier head", {"cprfl", "linear"}},
       {"model.backbone", VT::kString, "small", "visual backbone (clip_*: OpenAI CLIP's image tower, with data.normalize: clip)",
-       {"small", "resnet18", "resnet34", "resnet50", "resnet101", "clip_rn50", "clip_rn101", "clip_rn50x4", "clip_rn50x16",
-        "clip_rn50x64", "clip_vit_b32", "clip_vit_b16", "clip_vit_l14", "clip_vit_l14_336"}},
+       backbone_names()},
       {"model.backbone_weights", VT::kString, "", "trunk weights (a file from `cprfl pretrain-backbone`, a torchvision .pth, or a CLIP state dict for clip_*; empty = random init)", {}},
       {"model.small_widths", VT::kString, "32,64,128", "small backbone: channels per stage (3 stages = stride 8)", {}},
       {"model.small_blocks", VT::kString, "1,1,1", "small backbone: BasicBlocks per stage", {}},
@@ -61,7 +62,7 @@ std::vector<ConfigKey> build_schema() {
       {"prompts.randn_dim", VT::kInt, "1024", "width m of a randn W", {}},
       {"prompts.randn_norm", VT::kFloat, "13", "row norm of a randn W (CLIP-RN50 rows have norms ~10-17)", {}},
       // loss
-      {"loss.name", VT::kString, "asl", "training loss", {"asl", "bce", "mls", "focal", "db_focal", "db", "cb_focal"}},
+      {"loss.name", VT::kString, "asl", "training loss", loss_names()},
       {"loss.gamma_pos", VT::kFloat, "0", "ASL gamma+", {}},
       {"loss.gamma_neg", VT::kFloat, "4", "ASL gamma-", {}},
       {"loss.clip", VT::kFloat, "0.05", "ASL probability margin", {}},
@@ -331,22 +332,6 @@ std::string Config::describe_schema() {
     out << ": " << entry.help << "\n";
   }
   return out.str();
-}
-
-TransformConfig transform_config_of(const Config& config, bool train) {
-  TransformConfig transform;
-  transform.image_size = static_cast<int>(config.get_int("data.image_size"));
-  transform.train = train;
-  transform.resize = config.get_string("data.resize");
-  transform.normalize = config.get_string("data.normalize");
-  transform.hflip = config.get_bool("data.hflip");
-  transform.cutout_prob = config.get_float("data.cutout_prob");
-  transform.randaugment = config.get_bool("data.randaugment");
-  transform.randaugment_policy = config.get_string("data.randaugment_policy");
-  transform.randaugment_ops = static_cast<int>(config.get_int("data.randaugment_ops"));
-  transform.randaugment_magnitude = static_cast<int>(config.get_int("data.randaugment_magnitude"));
-  validate(transform);
-  return transform;
 }
 
 }  // namespace cprfl

@@ -1,18 +1,38 @@
 #include "cprfl/config/model_file.h"
 
 #include "cprfl/common/error.h"
-#include "cprfl/model/build.h"
+#include "cprfl/config/options.h"
+#include "cprfl/model/cprfl.h"
 #include "cprfl/io/state_dict.h"
 
 namespace cprfl {
 namespace {
 
-constexpr int kModelFormat = 1;
+// 2: W only as prompts/W. 1: W also inside the model/ and ema/ weights (still read).
+constexpr int kModelFormat = 2;
+constexpr int kOldestFormat = 1;
 
-std::map<std::string, torch::Tensor> to_map(const NamedTensors& named) {
+// A module's tensors for the file: all but its copy of W, which prompts/W holds.
+std::map<std::string, torch::Tensor> weights_without_w(const NamedTensors& named) {
   std::map<std::string, torch::Tensor> out;
-  for (const auto& [name, tensor] : named) out[name] = tensor;
+  for (const auto& [name, tensor] : named)
+    if (name != kPromptEmbeddingsKey) out[name] = tensor;
   return out;
+}
+
+// The weights under `prefix`, with W put back from prompts/W. A format-1 file's own copy of
+// W must equal prompts/W: two different W would leave no way to tell which one was meant.
+std::map<std::string, torch::Tensor> weights_with_w(const TensorFile& file, const std::string& prefix,
+                                                    const torch::Tensor& w, const std::string& what) {
+  // (prompt_embeddings is undefined for the linear head: nothing to put back)
+  auto weights = tensors_with_prefix(file, prefix);
+  if (!w.defined()) return weights;
+  auto copy = weights.find(kPromptEmbeddingsKey);
+  if (copy != weights.end() && !(copy->second.sizes() == w.sizes() && torch::equal(copy->second.to(torch::kFloat), w)))
+    fail_in(what, std::string("holds two different prompt embeddings (prompts/W and ") + prefix + kPromptEmbeddingsKey +
+                      "); re-save it from a trusted copy — format 2 stores W once");
+  weights[kPromptEmbeddingsKey] = w;
+  return weights;
 }
 
 }  // namespace
@@ -25,8 +45,8 @@ TensorFile make_model_file(const ModelInfo& info, const torch::nn::Module& model
                {"class_names", info.class_names},
                {"class_counts", info.class_counts},
                {"num_train_images", info.num_train_images}};
-  add_with_prefix(file, "model/", to_map(named_state(model)));
-  if (ema_model) add_with_prefix(file, "ema/", to_map(named_state(*ema_model)));
+  add_with_prefix(file, "model/", weights_without_w(named_state(model)));
+  if (ema_model) add_with_prefix(file, "ema/", weights_without_w(named_state(*ema_model)));
   if (info.prompt_embeddings.defined()) file.tensors["prompts/W"] = info.prompt_embeddings;
   return file;
 }
@@ -39,9 +59,11 @@ LoadedModel model_from_tensor_file(const TensorFile& file, const std::string& pa
   if (kind != "model" && kind != "checkpoint")
     fail_in(path, "not a cprfl model file (kind '" + kind + "'); train one with `cprfl train`");
   auto format_it = meta.find("model_format");
-  if (format_it == meta.end() || !format_it->is_number_integer() || *format_it != kModelFormat) {
+  if (format_it == meta.end() || !format_it->is_number_integer() || *format_it < kOldestFormat ||
+      *format_it > kModelFormat) {
     fail_in(path, "model format " + (format_it == meta.end() ? std::string("(none)") : format_it->dump()) +
-                      " is not supported by this build (reads format " + std::to_string(kModelFormat) + ")");
+                      " is not supported by this build (reads formats " + std::to_string(kOldestFormat) + " to " +
+                      std::to_string(kModelFormat) + ")");
   }
   LoadedModel loaded;
   try {
@@ -67,12 +89,12 @@ LoadedModel model_from_tensor_file(const TensorFile& file, const std::string& pa
   if (w != file.tensors.end()) loaded.info.prompt_embeddings = w->second.to(torch::kFloat);
   if (loaded.info.config.get_string("model.type") == "cprfl" && !loaded.info.prompt_embeddings.defined())
     fail_in(path, "missing tensor 'prompts/W' (the prompt embeddings)");
-  loaded.model = build_model(loaded.info.config, classes, loaded.info.prompt_embeddings);
-  auto ema = tensors_with_prefix(file, "ema/");
-  loaded.has_ema = !ema.empty();
+  loaded.model = build_model(model_options_of(loaded.info.config), classes, loaded.info.prompt_embeddings);
+  loaded.has_ema = !tensors_with_prefix(file, "ema/").empty();
   loaded.using_ema = prefer_ema && loaded.has_ema;
-  load_named_state(*loaded.model, loaded.using_ema ? ema : tensors_with_prefix(file, "model/"),
-                   path + (loaded.using_ema ? " (EMA weights)" : " (weights)"));
+  const std::string prefix = loaded.using_ema ? "ema/" : "model/";
+  const std::string what = path + (loaded.using_ema ? " (EMA weights)" : " (weights)");
+  load_model_weights(*loaded.model, file, prefix, loaded.info.prompt_embeddings, what);
   loaded.model->eval();
   return loaded;
 }
@@ -88,6 +110,13 @@ std::string class_list_difference(const std::vector<std::string>& model_classes,
              other_classes[i] + "' in " + other_name;
   return "";
 }
+
+void load_model_weights(torch::nn::Module& model, const TensorFile& file, const std::string& prefix,
+                        const torch::Tensor& prompt_embeddings, const std::string& what) {
+  load_named_state(model, weights_with_w(file, prefix, prompt_embeddings, what), what);
+}
+
+TransformConfig preprocessing_of(const ModelInfo& info) { return transform_config_of(info.config, /*train=*/false); }
 
 LoadedModel load_model_file(const std::string& path, bool prefer_ema) {
   return model_from_tensor_file(load_tensor_file(path), path, prefer_ema);

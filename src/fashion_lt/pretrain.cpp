@@ -10,8 +10,8 @@
 #include "cprfl/model/classifier.h"
 #include "cprfl/model/resnet.h"
 #include "cprfl/io/state_dict.h"
-#include "cprfl/train/optim.h"
-#include "cprfl/train/schedule.h"
+#include "cprfl/optim/optim.h"
+#include "cprfl/optim/schedule.h"
 
 namespace cprfl {
 namespace {

@@ -9,6 +9,8 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "cprfl/config/options.h"
+#include "cprfl/config/prompt_setup.h"
 #include "cprfl/io/atomic_file.h"
 #include "cprfl/config/model_file.h"
 #include "cprfl/io/npy.h"

@@ -10,8 +10,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cprfl/data/transforms.h"
-
 namespace cprfl {
 
 enum class ValueType { kBool, kInt, kFloat, kString };
@@ -57,9 +55,5 @@ class Config {
 
 // The valid key closest to `key` by edit distance (for "did you mean" messages).
 std::string nearest_config_key(const std::string& key);
-
-// The image pipeline the data.* keys describe (train = with augmentation), checked. The one
-// place config keys become a TransformConfig: training, eval, predict and the benchmarks.
-TransformConfig transform_config_of(const Config& config, bool train);
 
 }  // namespace cprfl

@@ -1,7 +1,11 @@
 #pragma once
 // Model files: everything `eval` and `predict` need in one checked file — the config, class
 // names, training class counts, W, the weights and the EMA weights. A training checkpoint
-// is a model file with the trainer's state added (see train/trainer.h).
+// is a model file with the trainer's state added (train/checkpoint.h).
+//
+// W is stored once, as the tensor prompts/W; the model is built from it, and the weights
+// (model/, ema/) leave out their copy of it (format 2). Format-1 files, which also kept W
+// inside both sets of weights, still load: their copies must equal prompts/W.
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -12,6 +16,7 @@
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/model/classifier.h"
 #include "cprfl/config/config.h"
+#include "cprfl/data/transforms.h"
 
 namespace cprfl {
 
@@ -39,6 +44,16 @@ struct LoadedModel {
 // "class 2 is 'cat' in the model but 'dog' in labels.txt"; empty when they are equal.
 std::string class_list_difference(const std::vector<std::string>& model_classes, const std::string& model_name,
                                   const std::vector<std::string>& other_classes, const std::string& other_name);
+
+// The preprocessing eval and predict apply for this model: its data.* settings without
+// augmentation. The one place a model file's options become an image pipeline.
+TransformConfig preprocessing_of(const ModelInfo& info);
+
+// Loads the weights stored under `prefix` ("model/" or "ema/") into a model built for the file,
+// W taken from prompts/W (`prompt_embeddings`; undefined for the linear head). `what` names
+// the file in errors.
+void load_model_weights(torch::nn::Module& model, const TensorFile& file, const std::string& prefix,
+                        const torch::Tensor& prompt_embeddings, const std::string& what);
 
 LoadedModel load_model_file(const std::string& path, bool prefer_ema = true);
 LoadedModel model_from_tensor_file(const TensorFile& file, const std::string& path, bool prefer_ema);

@@ -146,6 +146,9 @@ class VisualSemanticInteractionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(VisualSemanticInteraction);
 
+// The state-dict key of W inside a CprflModel (a buffer of the prompt initializer).
+inline constexpr const char* kPromptEmbeddingsKey = "label_emb.text_embeddings";
+
 struct CprflOptions {
   int64_t dim = 2048;                // d, the joint width
   double prompt_hidden_ratio = 0.5;  // τ: PI's hidden width t = round(τ·d)

@@ -1,7 +1,8 @@
 #pragma once
-// The training loop: train one epoch, evaluate the model and its EMA on the test list
-// (reported only) and on a validation split of the training list (used for model
-// selection when enabled), log, checkpoint — and resume exactly from the last checkpoint.
+// Training: a Trainer holds one run's objects — data loaders, model, EMA copy, loss, optimizer
+// and schedule, all built from the typed options a Config decodes to — and does the three
+// things a run is made of: step() (one optimizer step on a batch), run_epoch() and
+// evaluate(). train() drives it over the epochs, checkpointing after each (train/checkpoint.h).
 //
 // Exact resume: data order and augmentation are functions of (seed, epoch, index), dropout
 // is reseeded from (seed, step) before every step, and the checkpoint holds the weights,
@@ -10,17 +11,89 @@
 //
 // Out folder: last.cprfl (checkpoint of the last finished epoch: a model file plus the
 // trainer's state), best.cprfl (with train.select = best), metrics.jsonl, config.yaml.
+#include <torch/torch.h>
+
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "cprfl/config/config.h"
+#include "cprfl/config/model_file.h"
+#include "cprfl/config/options.h"
+#include "cprfl/data/list_file.h"
+#include "cprfl/data/loader.h"
+#include "cprfl/eval/metrics.h"
+#include "cprfl/loss/losses.h"
+#include "cprfl/optim/optim.h"
+#include "cprfl/optim/schedule.h"
+#include "cprfl/train/accumulate.h"
+#include "cprfl/train/checkpoint.h"
 
 namespace cprfl {
 
-struct TrainOptions {
-  bool resume = false;       // continue from <out_dir>/last.cprfl, using its config
-  bool progress = true;      // progress bars on stderr
+// The lists a run trains and evaluates on.
+struct TrainingData {
+  std::vector<std::string> class_names;
+  ImageList train;   // the part of the training list trained on
+  ImageList val;     // held out for model selection (empty unless data.val_fraction > 0)
+  ImageList test;    // evaluated and reported, never used for selection
+};
+
+// Reads the labels file and both lists, and splits the validation part off (seeded, fixed).
+TrainingData load_training_data(const DataOptions& data, uint64_t seed);
+
+class Trainer {
+ public:
+  // Builds everything from `config` (decoded once) on `data`; a fresh model, seeded by train.seed.
+  Trainer(const Config& config, TrainingData data);
+
+  // One optimizer step on a batch: schedule, forward and backward in optim.accumulate_steps
+  // micro-batches (bf16 autocast when enabled), gradient clipping, optimizer step, EMA update.
+  // Returns the batch loss (detached, on the device; not synchronised). `hook` is told as
+  // each part ends (train/accumulate.h).
+  torch::Tensor step(const torch::Tensor& images, const torch::Tensor& targets, const StepHook& hook = nullptr);
+
+  // Trains epoch state().epochs_done + 1; returns its metrics.jsonl record (loss, lr, timing).
+  nlohmann::json run_epoch(bool progress);
+
+  // Scores the model (and its EMA) on the test list, and the selected model on the validation
+  // part; adds "test", "test_ema" and "val" to `record`. Returns true when this is the best
+  // validation score so far (train.select = best).
+  bool evaluate(nlohmann::json& record);
+
+  // Checkpoint and model-file contents of the current state.
+  TensorFile checkpoint();
+  TensorFile model_file();
+  // Continues from a checkpoint written by a run with the same config.
+  void restore(const std::string& checkpoint_path);
+
+  const RunOptions& options() const { return options_; }
+  TrainerState& state() { return state_; }
+  DataLoader& train_loader() { return *train_loader_; }
+  MultiLabelClassifier& model() { return *model_; }
+
+ private:
+  Config config_;
+  RunOptions options_;
+  TrainingData data_;
+  torch::Device device_;
+  ModelInfo info_;
+  std::unique_ptr<DataLoader> train_loader_, test_loader_, val_loader_;
+  std::shared_ptr<MultiLabelClassifier> model_, ema_model_;
+  std::unique_ptr<WeightEma> ema_;
+  std::unique_ptr<MultiLabelLoss> loss_;
+  OptimizerBundle optimizer_;
+  std::unique_ptr<LrSchedule> schedule_;
+  MetricsOptions metric_options_;
+  TrainerState state_;
+};
+
+// How train() is run (not part of the config).
+struct RunControl {
+  bool resume = false;          // continue from <out_dir>/last.cprfl, using its config
+  bool progress = true;         // progress bars on stderr
   int64_t epochs_this_run = 0;  // stop after this many epochs in this call (0 = run to optim.epochs)
 };
 
@@ -30,9 +103,6 @@ struct TrainSummary {
   nlohmann::json last_epoch;      // the final metrics.jsonl record
 };
 
-TrainSummary train(const Config& config, const TrainOptions& options = {});
-
-// The config stored in a run folder's checkpoint (for --resume).
-Config config_of_run(const std::string& out_dir);
+TrainSummary train(const Config& config, const RunControl& control = {});
 
 }  // namespace cprfl

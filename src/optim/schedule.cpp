@@ -1,4 +1,4 @@
-#include "cprfl/train/schedule.h"
+#include "cprfl/optim/schedule.h"
 
 #include <algorithm>
 #include <cmath>

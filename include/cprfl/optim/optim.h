@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cprfl/train/schedule.h"
+#include "cprfl/optim/schedule.h"
 
 namespace cprfl {
 

@@ -1,4 +1,4 @@
-#include "cprfl/train/optim.h"
+#include "cprfl/optim/optim.h"
 
 #include "cprfl/common/error.h"
 #include "cprfl/model/classifier.h"
