@@ -10,7 +10,7 @@
 
 #include "cprfl/common/error.h"
 #include "cprfl/data/pil_ops.h"
-#include "cprfl/data/transforms.h"
+#include "cprfl/data/seeded_random.h"
 
 // Bit-exactness with Pillow needs each product rounded before it is added, as Pillow's own
 // build does (x86-64 wheels have no FMA): no fused multiply-add contraction in this file, even

@@ -22,6 +22,8 @@
 
 #include <opencv2/core.hpp>
 
+#include "cprfl/data/seeded_random.h"
+
 namespace cprfl {
 
 struct TransformConfig {
@@ -54,14 +56,6 @@ enum class AugmentOp {
 };
 constexpr int kAugmentOpCount = 14;
 const char* augment_op_name(AugmentOp op);
-
-// Random draws with fixed, library-independent definitions.
-double uniform01(std::mt19937_64& rng);                      // [0, 1)
-std::int64_t uniform_int(std::mt19937_64& rng, std::int64_t n);  // [0, n), n > 0
-bool bernoulli(std::mt19937_64& rng, double p);
-
-// A well-mixed seed for one sample's augmentation in one epoch.
-std::uint64_t augmentation_seed(std::uint64_t seed, std::int64_t epoch, std::uint64_t index);
 
 // Building blocks (all on CV_8UC3).
 // Resizes to size × size with the named method ("pil_bilinear", "pil_bicubic", "opencv":

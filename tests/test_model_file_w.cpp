@@ -1,0 +1,84 @@
+// Model files keep W once (prompts/W) and build the model from it; format-1 files, which also
+// kept a copy inside both sets of weights, still load, unless the copies disagree.
+#include <gtest/gtest.h>
+
+#include "cprfl/config/model_file.h"
+#include "cprfl/config/options.h"
+#include "cprfl/model/cprfl.h"
+#include "test_support.h"
+#include "tiny_dataset.h"
+
+using namespace cprfl;
+using cprfl::testing::error_of;
+using cprfl::testing::TempDir;
+
+namespace {
+
+const std::string kWeightsW = std::string("model/") + kPromptEmbeddingsKey;
+const std::string kEmaW = std::string("ema/") + kPromptEmbeddingsKey;
+
+struct Saved {
+  TensorFile file;
+  std::shared_ptr<MultiLabelClassifier> model;
+};
+
+Saved save_tiny_model() {
+  Config config = cprfl::testing::tiny_config("data", "run");
+  ModelInfo info{config, {"a", "b", "c", "d"}, {5, 4, 3, 2}, 9, torch::randn({4, 12})};
+  torch::manual_seed(3);
+  auto model = build_model(config, 4, info.prompt_embeddings);
+  auto ema = build_model(config, 4, info.prompt_embeddings);
+  model->eval();
+  return {make_model_file(info, *model, ema.get()), model};
+}
+
+torch::Tensor scores(const TensorFile& file) {
+  auto loaded = model_from_tensor_file(file, "tiny.cprfl", /*prefer_ema=*/false);
+  torch::manual_seed(11);
+  auto images = torch::rand({2, 3, 32, 32});
+  torch::NoGradGuard no_grad;
+  return loaded.model->forward(images);
+}
+
+}  // namespace
+
+TEST(ModelFileW, StoredOnceAndTheModelIsBuiltFromIt) {
+  auto saved = save_tiny_model();
+  EXPECT_EQ(saved.file.meta["model_format"], 2);
+  ASSERT_TRUE(saved.file.tensors.count("prompts/W"));
+  EXPECT_FALSE(saved.file.tensors.count(kWeightsW));
+  EXPECT_FALSE(saved.file.tensors.count(kEmaW));
+  auto loaded = model_from_tensor_file(saved.file, "tiny.cprfl", false);
+  auto state = named_state(*loaded.model);
+  for (const auto& [name, tensor] : state)
+    if (name == kPromptEmbeddingsKey) EXPECT_TRUE(torch::equal(tensor, saved.file.tensors.at("prompts/W")));
+  torch::manual_seed(11);
+  auto images = torch::rand({2, 3, 32, 32});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::allclose(loaded.model->forward(images), saved.model->forward(images), 0, 0));
+}
+
+TEST(ModelFileW, Format1FilesStillLoad) {
+  auto saved = save_tiny_model();
+  TensorFile old = saved.file;
+  old.meta["model_format"] = 1;
+  old.tensors[kWeightsW] = old.tensors.at("prompts/W").clone();
+  old.tensors[kEmaW] = old.tensors.at("prompts/W").clone();
+  EXPECT_TRUE(torch::equal(scores(old), scores(saved.file)));
+  EXPECT_NO_THROW(model_from_tensor_file(old, "old.cprfl", /*prefer_ema=*/true));
+}
+
+TEST(ModelFileW, TwoDifferentCopiesAreRefused) {
+  auto saved = save_tiny_model();
+  TensorFile old = saved.file;
+  old.meta["model_format"] = 1;
+  old.tensors[kWeightsW] = old.tensors.at("prompts/W") + 1;
+  auto message = error_of([&] { model_from_tensor_file(old, "old.cprfl", false); });
+  EXPECT_NE(message.find("old.cprfl"), std::string::npos) << message;
+  EXPECT_NE(message.find("holds two different prompt embeddings"), std::string::npos) << message;
+  // A format this build does not know is named as such.
+  TensorFile future = saved.file;
+  future.meta["model_format"] = 3;
+  message = error_of([&] { model_from_tensor_file(future, "new.cprfl", false); });
+  EXPECT_NE(message.find("model format 3 is not supported by this build (reads formats 1 to 2)"), std::string::npos) << message;
+}
