@@ -161,7 +161,7 @@ std::string exact_text(double value) {
 }
 
 // PyTorch's torch.optim.lr_scheduler.OneCycleLR (three_phase=False, anneal_strategy='cos'),
-// written out here from PyTorch's definition, independently of src/train/schedule.cpp: the lr
+// written out here from PyTorch's definition, independently of src/optim/schedule.cpp: the lr
 // that optimizer step `step` (0-based; the scheduler's last_epoch) uses.
 //   initial_lr = max_lr / div_factor,  min_lr = initial_lr / final_div_factor
 //   phase 1: steps 0 … pct_start·total − 1, initial_lr → max_lr
