@@ -6,7 +6,8 @@
 // numbers) and refuses every other global, so nothing in a file is ever executed (the same
 // allow-list idea as PyTorch's weights_only=True). Every record is checked against its zip
 // CRC-32 and every size against the bytes present before anything is allocated: a malformed
-// file is a cprfl::Error naming it.
+// file is a cprfl::Error naming it. (The zip container is io/zip_archive.h, the pickle
+// protocol io/pickle.h; torch_file.cpp holds the allow-list and the tensor rebuilding.)
 //
 // TorchScript archives (torch.jit.save, e.g. OpenAI's CLIP `RN50.pt`) are read only on request
 // (TorchFileOptions::torchscript_objects): their module tree is pickled as objects of
