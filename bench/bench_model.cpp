@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cprfl/model/backbone_registry.h"
 #include "cprfl/io/atomic_file.h"
 #include "cprfl/loss/losses.h"
 #include "cprfl/model/cprfl.h"

@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 
+#include "cprfl/model/backbone_registry.h"
 #include "cprfl/common/error.h"
 #include "cprfl/model/cprfl.h"
 #include "cprfl/io/state_dict.h"

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cprfl/model/backbone_registry.h"
 #include "cprfl/config/options.h"
 #include "cprfl/config/prompt_setup.h"
 #include "cprfl/common/error.h"

@@ -4,6 +4,7 @@
 
 #include "cprfl/config/model_file.h"
 #include "cprfl/config/options.h"
+#include "cprfl/io/state_dict.h"
 #include "cprfl/model/cprfl.h"
 #include "test_support.h"
 #include "tiny_dataset.h"

@@ -5,6 +5,7 @@
 
 #include "cprfl/common/error.h"
 #include "cprfl/model/classifier.h"
+#include "cprfl/model/backbone_registry.h"
 #include "cprfl/model/resnet.h"
 #include "cprfl/io/state_dict.h"
 #include "test_support.h"

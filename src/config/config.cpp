@@ -9,6 +9,7 @@
 #include "cprfl/common/error.h"
 #include "cprfl/common/text.h"
 #include "cprfl/loss/losses.h"
+#include "cprfl/model/backbone_registry.h"
 #include "cprfl/model/resnet.h"
 
 namespace cprfl {

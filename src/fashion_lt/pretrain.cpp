@@ -8,6 +8,7 @@
 #include "cprfl/data/transforms.h"
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/model/classifier.h"
+#include "cprfl/model/backbone_registry.h"
 #include "cprfl/model/resnet.h"
 #include "cprfl/io/state_dict.h"
 #include "cprfl/optim/optim.h"

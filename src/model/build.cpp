@@ -6,6 +6,7 @@
 #include "cprfl/common/error.h"
 #include "cprfl/io/tensor_file.h"
 #include "cprfl/io/torch_file.h"
+#include "cprfl/model/backbone_registry.h"
 #include "cprfl/model/clip_visual.h"
 #include "cprfl/model/cprfl.h"
 #include "cprfl/io/state_dict.h"
@@ -14,26 +15,16 @@ namespace cprfl {
 
 namespace {
 
-// Models above this many parameters (4 bytes each) are refused before anything is allocated:
-// a model file's config is outside input. The paper's ResNet-101 + CPRFL has about 92 M.
+// Heads (and small trunks) above this many parameters (4 bytes each) are refused before anything
+// is allocated: a model file's config is outside input. The paper's CPRFL head has about 50 M.
 constexpr double kMaxParameters = 250e6;
 
-// The parameter count the config describes, from its weight matrices (biases and norms are
-// negligible). Doubles: absurd sizes must not overflow before they are refused.
+// The parameters the options size: the head and, for "small", the trunk (backbone.h counts it).
+// The fixed trunks have known sizes (the registry's) and are not held to the limit.
+// Doubles: absurd sizes must not overflow before they are refused.
 double estimated_parameters(const ModelOptions& options, int64_t num_classes, int64_t prompt_width) {
-  double total = 0, out_channels = 2048;
-  if (options.backbone == "small") {
-    double in = 3;
-    for (std::size_t i = 0; i < options.small.widths.size(); ++i) {
-      double width = static_cast<double>(options.small.widths[i]);
-      total += 9 * in * width + in * width + static_cast<double>(options.small.blocks[i]) * 2 * 9 * width * width;
-      in = width;
-    }
-    out_channels = in;
-  } else {
-    total += 45e6;  // torchvision ResNets: 11.7 M (18) to 44.5 M (101)
-    if (options.backbone == "resnet18" || options.backbone == "resnet34") out_channels = 512;
-  }
+  const double total = options.backbone == "small" ? backbone_parameters("small", options.small) : 0.0;
+  const double out_channels = static_cast<double>(backbone_out_channels(options.backbone, options.small));
   const double classes = static_cast<double>(num_classes);
   if (options.type == "linear") return total + out_channels * classes;
   const auto& head = options.cprfl;

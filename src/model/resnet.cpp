@@ -1,7 +1,6 @@
 #include "cprfl/model/resnet.h"
 
 #include "cprfl/common/error.h"
-#include "cprfl/model/clip_visual.h"
 
 namespace cprfl {
 
@@ -226,28 +225,6 @@ torch::Tensor SmallResNetImpl::forward(const torch::Tensor& images) {
   auto x = torch::relu(folded_ ? conv1(images) : bn1(conv1(images)));
   for (auto& layer : layers_) x = layer->forward(x);
   return x;
-}
-
-std::vector<std::string> backbone_names() {
-  std::vector<std::string> names{"resnet18", "resnet34", "resnet50", "resnet101", "small"};
-  for (const auto& spec : clip_visual_specs()) names.push_back(spec.name);
-  return names;
-}
-
-BuiltBackbone make_backbone(const std::string& name, const SmallResNetOptions& small) {
-  std::shared_ptr<Backbone> module;
-  if (name == "small") {
-    module = SmallResNet(small).ptr();
-  } else if (name == "resnet18" || name == "resnet34" || name == "resnet50" || name == "resnet101") {
-    module = ResNet(std::stoll(name.substr(6))).ptr();
-  } else if (is_clip_visual_name(name)) {
-    module = make_clip_visual(clip_visual_spec(name));
-  } else {
-    std::string valid;
-    for (const auto& known : backbone_names()) valid += (valid.empty() ? "" : ", ") + known;
-    fail_in("backbone", "unknown backbone '" + name + "' (choose one of " + valid + ")");
-  }
-  return {module, module->out_channels()};
 }
 
 }  // namespace cprfl

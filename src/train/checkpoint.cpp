@@ -48,13 +48,13 @@ TensorFile make_checkpoint(const ModelInfo& info, const torch::nn::Module& model
 }
 
 TrainerState restore_checkpoint(const std::string& path, const std::vector<std::string>& class_names,
-                                const torch::Tensor& prompt_embeddings, torch::nn::Module& model,
+                                const std::string& labels_path, const torch::Tensor& prompt_embeddings, torch::nn::Module& model,
                                 torch::nn::Module* ema_model, torch::optim::Optimizer& optimizer,
                                 const torch::Device& device) {
   auto file = read_checkpoint_file(path);
   auto stored_names = file.meta.at("class_names").get<std::vector<std::string>>();
   if (stored_names != class_names)
-    fail_in(path, "its classes differ from the labels file: " +
+    fail_in(path, "its classes differ from " + labels_path + ": " +
                       class_list_difference(stored_names, "the checkpoint", class_names, "the labels file"));
   load_model_weights(model, file, "model/", prompt_embeddings, path);
   if (ema_model) load_model_weights(*ema_model, file, "ema/", prompt_embeddings, path + " (EMA)");

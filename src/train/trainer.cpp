@@ -250,8 +250,8 @@ TensorFile Trainer::checkpoint() {
 TensorFile Trainer::model_file() { return make_model_file(info_, *model_, ema_model_.get()); }
 
 void Trainer::restore(const std::string& checkpoint_path) {
-  state_ = restore_checkpoint(checkpoint_path, data_.class_names, info_.prompt_embeddings, *model_, ema_model_.get(),
-                              *optimizer_.optimizer, device_);
+  state_ = restore_checkpoint(checkpoint_path, data_.class_names, options_.data.labels, info_.prompt_embeddings, *model_,
+                              ema_model_.get(), *optimizer_.optimizer, device_);
 }
 
 TrainSummary train(const Config& config, const RunControl& control) {

@@ -17,25 +17,9 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/pooling.h>
 
+#include "cprfl/model/backbone.h"
+
 namespace cprfl {
-
-// What every trunk offers the heads on top of it.
-class Backbone : public torch::nn::Module {
- public:
-  virtual torch::Tensor forward(const torch::Tensor& images) = 0;
-  virtual int64_t out_channels() const = 0;  // d0
-  virtual int64_t stride() const = 0;        // input pixels per feature-map cell, per side
-  // Inference only: folds every BatchNorm (its running statistics) into the convolution
-  // before it, which gains a bias; the BatchNorm modules are then skipped. Outputs are those
-  // of eval mode up to rounding. Afterwards the trunk refuses to run in training mode, and its
-  // state no longer matches a saved model's, so fold a copy that is used only to predict.
-  // Trunks without BatchNorm (the CLIP ViTs) keep this no-op.
-  virtual void fold_batchnorm() {}
-  bool batchnorm_folded() const { return folded_; }
-
- protected:
-  bool folded_ = false;
-};
 
 // BatchNorm folding, for trunks implementing Backbone::fold_batchnorm: `conv` takes eval-mode
 // `bn` into its weights and a new bias (bn is then skipped by the caller), and a folded trunk
@@ -97,17 +81,6 @@ class ResNetImpl : public Backbone {
 };
 TORCH_MODULE(ResNet);
 
-struct SmallResNetOptions {
-  // Channels of each stage; the stem (3x3 conv) has widths[0] channels; d0 = widths.back().
-  // The resolution halves once per stage, so 3 stages = total stride 8.
-  std::vector<int64_t> widths{32, 64, 128};
-  // BasicBlocks per stage.
-  std::vector<int64_t> blocks{1, 1, 1};
-  // Where the first halving happens: 2 = in the stem conv (layer1 keeps its input size);
-  // 1 = the stem runs at full resolution and layer1 strides instead. Same total stride;
-  // 2 is the default because it measured much faster (bench/results/model.json).
-  int64_t stem_stride = 2;
-};
 
 // conv1 (3x3) -> bn1 -> relu -> layer1 ... layerN (torchvision-style names).
 class SmallResNetImpl : public Backbone {
@@ -126,16 +99,5 @@ class SmallResNetImpl : public Backbone {
   std::vector<torch::nn::Sequential> layers_;
 };
 TORCH_MODULE(SmallResNet);
-
-struct BuiltBackbone {
-  std::shared_ptr<Backbone> module;
-  int64_t out_channels = 0;  // d0
-};
-
-// "resnet18" | "resnet34" | "resnet50" | "resnet101" | "small" (built from `small`) | a CLIP
-// image tower: "clip_rn50", "clip_vit_b16", ... (cprfl/model/clip_visual.h).
-// An unknown name is a cprfl::Error listing the valid ones.
-BuiltBackbone make_backbone(const std::string& name, const SmallResNetOptions& small = {});
-std::vector<std::string> backbone_names();
 
 }  // namespace cprfl

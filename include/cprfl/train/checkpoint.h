@@ -33,8 +33,9 @@ TensorFile make_checkpoint(const ModelInfo& info, const torch::nn::Module& model
 // Restores a checkpoint into a trainer's objects built from the same config: checks it is a
 // checkpoint for these classes, loads the weights (and EMA weights when `ema_model` is given)
 // and the optimizer's state, and returns the trainer state. Errors name the file.
+// `labels_path` names where `class_names` came from, for the message when they differ.
 TrainerState restore_checkpoint(const std::string& path, const std::vector<std::string>& class_names,
-                                const torch::Tensor& prompt_embeddings, torch::nn::Module& model,
+                                const std::string& labels_path, const torch::Tensor& prompt_embeddings, torch::nn::Module& model,
                                 torch::nn::Module* ema_model, torch::optim::Optimizer& optimizer,
                                 const torch::Device& device);
 
