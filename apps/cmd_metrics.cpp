@@ -24,8 +24,7 @@ struct MetricsCommandOptions {
   double threshold = 0.5;
   int top_k = 3;
   bool logits = false;
-  std::int64_t head_min = 100;
-  std::int64_t tail_below = 20;
+  GroupThresholds groups;  // the paper's 100 / 20 (data/class_stats.h)
 };
 
 std::string shape_text(const torch::Tensor& t) {
@@ -48,7 +47,7 @@ int run_metrics(const MetricsCommandOptions& o) {
   options.threshold = o.threshold;
   options.top_k = o.top_k;
   options.logits = o.logits;
-  options.group_thresholds = {o.head_min, o.tail_below};
+  options.group_thresholds = o.groups;
   if (!o.labels.empty()) {
     options.class_names = read_labels(o.labels);
     if (static_cast<int>(options.class_names.size()) != num_classes) {
@@ -85,8 +84,8 @@ Runner add_metrics(CLI::App& root) {
   cmd->add_option("--top-k", options->top_k, "top-k metrics: only each image's k best classes may be predicted")
       ->check(at_least(1));
   cmd->add_flag("--logits", options->logits, "scores are logits: apply sigmoid before the threshold");
-  cmd->add_option("--head-min", options->head_min, "head classes have n_c >= this");
-  cmd->add_option("--tail-below", options->tail_below, "tail classes have n_c < this");
+  cmd->add_option("--head-min", options->groups.head_min, "head classes have n_c >= this");
+  cmd->add_option("--tail-below", options->groups.tail_below, "tail classes have n_c < this");
   cmd->add_option("--json", options->json, "also write every metric as JSON (percent values) to this file");
   return [options] { return run_metrics(*options); };
 }

@@ -13,8 +13,7 @@ struct StatsOptions {
   std::string list;
   std::string labels;
   std::string json;
-  std::int64_t head_min = 100;
-  std::int64_t tail_below = 20;
+  GroupThresholds groups;  // the paper's 100 / 20 (data/class_stats.h)
 };
 
 Runner add_stats(CLI::App& root) {
@@ -23,12 +22,12 @@ Runner add_stats(CLI::App& root) {
   cmd->add_option("--list", options->list, "list file: `path id id …` per line")->required();
   cmd->add_option("--labels", options->labels, "labels file: one class name per line")->required();
   cmd->add_option("--json", options->json, "also write the statistics as JSON to this file");
-  cmd->add_option("--head-min", options->head_min, "head classes have n_c >= this");
-  cmd->add_option("--tail-below", options->tail_below, "tail classes have n_c < this");
+  cmd->add_option("--head-min", options->groups.head_min, "head classes have n_c >= this");
+  cmd->add_option("--tail-below", options->groups.tail_below, "tail classes have n_c < this");
   return [options] {
     auto names = read_labels(options->labels);
     auto list = read_image_list(options->list, static_cast<int>(names.size()));
-    auto stats = compute_class_stats(list, names, {options->head_min, options->tail_below});
+    auto stats = compute_class_stats(list, names, options->groups);
     std::cout << format_table(stats);
     if (!options->json.empty()) write_file_atomic(options->json, to_json(stats).dump(2) + "\n");
     return 0;

@@ -8,6 +8,7 @@
 
 #include "cprfl/common/error.h"
 #include "cprfl/common/text.h"
+#include "cprfl/data/class_stats.h"
 #include "cprfl/loss/losses.h"
 #include "cprfl/model/backbone_registry.h"
 #include "cprfl/model/resnet.h"
@@ -36,8 +37,8 @@ std::vector<ConfigKey> build_schema() {
       {"data.workers", VT::kInt, "2", "loader threads that decode and augment", {}},
       {"data.on_bad_image", VT::kString, "error", "what to do with an unreadable image", {"error", "skip"}},
       {"data.val_fraction", VT::kFloat, "0", "fraction of the training list held out for model selection (0 = none)", {}},
-      {"data.head_min", VT::kInt, "100", "head classes have n_c >= this", {}},
-      {"data.tail_below", VT::kInt, "20", "tail classes have n_c < this", {}},
+      {"data.head_min", VT::kInt, std::to_string(GroupThresholds{}.head_min), "head classes have n_c >= this", {}},
+      {"data.tail_below", VT::kInt, std::to_string(GroupThresholds{}.tail_below), "tail classes have n_c < this", {}},
       // model
       {"model.type", VT::kString, "cprfl", "classifier head", {"cprfl", "linear"}},
       {"model.backbone", VT::kString, "small", "visual backbone (clip_*: OpenAI CLIP's image tower, with data.normalize: clip)",
