@@ -1,6 +1,6 @@
 #pragma once
-// Per-class training counts and the head / medium / tail split used by every long-tail
-// benchmark: head n_c >= head_min, tail n_c < tail_below, medium in between.
+// Per-class training counts (ClassCounts, ClassStats) and the head / medium / tail split used
+// by every long-tail benchmark: head n_c >= head_min, tail n_c < tail_below, medium in between.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -20,6 +20,12 @@ struct GroupThresholds {
 };
 
 Group group_of(std::int64_t count, const GroupThresholds& thresholds);
+
+// The training-set label counts the class-aware losses (DB, CB) need: n_c per class and N.
+struct ClassCounts {
+  std::vector<std::int64_t> counts;  // n_c: training images containing class c
+  std::int64_t num_images = 0;       // N: training images
+};
 
 struct ClassStats {
   std::vector<std::string> names;

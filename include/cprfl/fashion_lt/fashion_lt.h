@@ -15,6 +15,7 @@
 // byte-identical list files, stats and PNGs (mt19937_64 with our own integer sampling and
 // shuffling, whose results do not depend on the standard library).
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,7 +29,10 @@ namespace cprfl {
 // Bumped whenever the same seed and config would give different scenes.
 inline constexpr int kFashionLtVersion = 1;
 
-using ClassCounts = std::array<std::int64_t, kFashionMnistClasses>;
+// Scenes per Fashion-MNIST class (a scene counts once per class it holds). Not the
+// training-set ClassCounts of the losses (cprfl/data/class_stats.h): a fixed array, one
+// entry per class, so a config can spell it out.
+using PerClassScenes = std::array<std::int64_t, kFashionMnistClasses>;
 
 // The four outfit slots a scene may fill, one item each (so 1–4 items, one per grid cell).
 enum class OutfitSlot { kTop, kTrousers, kFootwear, kBag };
@@ -38,7 +42,7 @@ const char* outfit_slot_name(OutfitSlot slot);  // "top/dress", "trousers", "foo
 
 // Exactly what one split holds.
 struct SplitPlan {
-  ClassCounts class_counts{};           // number of scenes that contain each class
+  PerClassScenes class_counts{};        // number of scenes that contain each class
   std::int64_t scenes_without_top = 0;  // scenes holding one loose trousers, footwear or bag item
   // Scenes = (sum of the top/dress counts) + scenes_without_top.
   std::int64_t num_scenes() const;
@@ -107,6 +111,7 @@ struct FashionLtBenchmark {
   FashionLtSplit test;
 };
 
+// Planning and drawing (fashion_lt.cpp).
 // Chooses every scene (items, source indices, positions) without drawing anything.
 // `train_items` / `test_items` are the loaded Fashion-MNIST splits (or slices covering
 // kLtTrainSource / kLtTestSource).
@@ -116,11 +121,12 @@ FashionLtBenchmark plan_fashion_lt(const FashionMnist& train_items, const Fashio
 // Draws one scene: canvas×canvas greyscale bytes, row-major. `items` is the split it uses.
 std::vector<std::uint8_t> render_scene(const Scene& scene, const FashionMnist& items, const SceneLayout& layout);
 
+// Statistics (fashion_lt_report.cpp).
 // counts[a][b] = scenes holding both a and b; the diagonal is the per-class count n_c.
 std::vector<std::vector<std::int64_t>> cooccurrence_matrix(const FashionLtSplit& split);
 // lift[s][t] = P(slots s and t both filled) / (P(s) P(t)); > 1 means they go together.
 std::vector<std::vector<double>> outfit_lift(const FashionLtSplit& split);
-ClassCounts class_counts(const FashionLtSplit& split);
+PerClassScenes class_counts(const FashionLtSplit& split);
 // histogram[k] = scenes with k items, k = 0..4.
 std::array<std::int64_t, kOutfitSlots + 1> items_per_scene(const FashionLtSplit& split);
 
@@ -130,6 +136,11 @@ nlohmann::json fashion_lt_stats(const FashionLtBenchmark& benchmark, const std::
 // The human-readable summary `cprfl make-fashion-lt` prints.
 std::string format_fashion_lt_report(const FashionLtBenchmark& benchmark, const std::string& fashion_mnist_dir,
                                      const std::string& out_dir);
+
+// Writing (fashion_lt_write.cpp).
+// "images/<split>/NNNNNN.png": where scene `index` of a split lies under the output folder,
+// as train.txt / test.txt name it.
+std::string fashion_lt_image_path(const std::string& split, std::size_t index);
 
 // Writes out_dir/images/{train,test}/NNNNNN.png (in parallel on `threads` threads, 0 = all
 // cores), then train.txt, test.txt, labels.txt and stats.json atomically.

@@ -9,6 +9,8 @@
 
 #include <torch/types.h>
 
+#include "cprfl/data/class_stats.h"  // ClassCounts: n_c and N for the class-aware losses
+
 namespace cprfl {
 
 class MultiLabelLoss {
@@ -76,12 +78,6 @@ class FocalLoss : public MultiLabelLoss {
 
  private:
   FocalOptions options_;
-};
-
-// Training-set label statistics the class-aware losses need.
-struct ClassCounts {
-  std::vector<int64_t> counts;  // n_c: training images containing class c
-  int64_t num_images = 0;       // N: training images
 };
 
 // Distribution-Balanced loss (Wu et al., ECCV 2020, as in their public code).
