@@ -1,10 +1,12 @@
 // cprfl predict: class scores for image files (or every image in a folder).
 #include <iostream>
+#include <unistd.h>
 #include <memory>
 #include <sstream>
 
 #include "command.h"
 #include "cprfl/eval/predictor.h"
+#include "cprfl/data/loader.h"
 #include "cprfl/io/atomic_file.h"
 
 namespace cprfl::app {
@@ -17,6 +19,7 @@ struct PredictOptions {
   std::string format = "json";
   std::string out;
   PredictorOptions predictor;
+  std::string on_bad_image = "error";
   bool no_ema = false;
 };
 
@@ -41,15 +44,21 @@ Runner add_predict(CLI::App& root) {
   cmd->add_option("--batch-size", options->predictor.batch_size, "images per forward pass")->check(at_least(1));
   cmd->add_option("--workers", options->predictor.workers, "threads decoding the next batch while one is predicted (0 = decode first, then predict)")
       ->check(at_least(0));
+  cmd->add_option("--on-bad-image", options->on_bad_image,
+                  "an unreadable image: error (stop) or skip (leave it out of the output, with a warning)")
+      ->check(CLI::IsMember({"error", "skip"}));
   cmd->add_flag("--no-ema", options->no_ema, "use the raw weights instead of the EMA weights");
   cmd->add_option("--device", options->predictor.device, "compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   return [options] {
     if (!options->out.empty()) check_output_path(options->out);  // before the work, not after it
     options->predictor.use_ema = !options->no_ema;
+    options->predictor.on_bad_image = bad_image_policy_named(options->on_bad_image);
+    options->predictor.progress = isatty(STDERR_FILENO) != 0;  // a bar on a terminal, not in logs
     Predictor predictor(options->model, options->predictor);
     // The header goes to stderr so that the JSON or CSV on stdout stays machine-readable.
     std::cerr << predictor.description() << "\n";
-    const auto predictions = predictor.predict(expand_image_inputs(options->inputs), options->rule);
+    const auto files = expand_image_inputs(options->inputs);
+    const auto predictions = predictor.predict(files, options->rule);
     const auto& names = predictor.class_names();
     std::string text;
     if (options->format == "json") {
@@ -77,6 +86,12 @@ Runner add_predict(CLI::App& root) {
     }
     if (options->out.empty()) std::cout << text;
     else write_file_atomic(options->out, text);
+    std::size_t labelled = 0;
+    for (const auto& prediction : predictions) labelled += prediction.predicted.empty() ? 0 : 1;
+    std::cerr << "predict: " << predictions.size() << " image(s)";
+    if (predictions.size() < files.size()) std::cerr << ", " << files.size() - predictions.size() << " skipped as unreadable";
+    std::cerr << ", " << labelled << " with at least one predicted label"
+              << (options->out.empty() ? "" : "; written to " + options->out) << "\n";
     return 0;
   };
 }

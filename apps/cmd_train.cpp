@@ -16,6 +16,7 @@ struct TrainCommandOptions {
   std::string resume;
   bool list_keys = false;
   bool quiet = false;
+  bool json = false;
   int64_t epochs_this_run = 0;
 };
 
@@ -29,7 +30,9 @@ Runner add_train(CLI::App& root) {
   cmd->add_flag("--list-keys", options->list_keys, "print every config key with its type, default and meaning, and exit");
   cmd->add_option("--epochs-this-run", options->epochs_this_run,
                   "stop after this many epochs (0 = all); continue later with --resume")->check(at_least(0));
-  cmd->add_flag("--quiet", options->quiet, "no progress bars");
+  cmd->add_flag("--quiet", options->quiet, "no progress bars (the line per evaluated epoch stays)");
+  cmd->add_flag("--json", options->json,
+                "print the result as one JSON object on stdout (out_dir, epochs_run, step, interrupted, last_epoch)");
   return [options] {
     if (options->list_keys) {
       std::cout << Config::describe_schema();
@@ -55,10 +58,17 @@ Runner add_train(CLI::App& root) {
       for (const auto& assignment : options->sets) config.set_assignment(assignment, "--set");
     }
     auto summary = train(config, train_options);
-    std::cout << "train: " << summary.epochs_run << " epoch(s) run; checkpoint " << summary.out_dir
-              << "/last.cprfl, metrics " << summary.out_dir << "/metrics.jsonl\n";
-    if (!summary.last_epoch.is_null()) std::cout << summary.last_epoch.dump() << "\n";
-    return 0;
+    if (options->json) {
+      std::cout << nlohmann::json{{"out_dir", summary.out_dir},       {"epochs_run", summary.epochs_run},
+                                  {"step", summary.step},             {"interrupted", summary.interrupted},
+                                  {"checkpoint", summary.out_dir + "/last.cprfl"}, {"last_epoch", summary.last_epoch}}
+                       .dump()
+                << "\n";
+    } else {
+      std::cout << "train: " << summary.epochs_run << " epoch(s) run, " << summary.step << " steps in all; checkpoint "
+                << summary.out_dir << "/last.cprfl, metrics " << summary.out_dir << "/metrics.jsonl\n";
+    }
+    return summary.interrupted ? 130 : 0;  // 128 + SIGINT, as a shell reports a Ctrl-C
   };
 }
 

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "cprfl/common/device.h"
+#include "cprfl/common/progress.h"
 #include "cprfl/common/error.h"
 #include "cprfl/data/loader.h"
 #include "cprfl/data/transforms.h"
@@ -61,11 +62,17 @@ std::vector<ImagePrediction> Predictor::predict(const std::vector<std::string>& 
   loader_options.batch_size = options_.batch_size;
   loader_options.shuffle = false;
   loader_options.workers = options_.workers;
+  loader_options.bad_images = options_.on_bad_image;
   DataLoader loader(dataset, loader_options);
   loader.start_epoch(0);
   std::vector<ImagePrediction> out(files.size());
+  std::unique_ptr<ProgressBar> bar;
+  if (options_.progress) bar = std::make_unique<ProgressBar>("predict", static_cast<int64_t>(files.size()), "img");
+  int64_t seen = 0;
   torch::InferenceMode inference;
   while (auto batch = loader.next()) {
+    seen = batch->position * options_.batch_size + static_cast<int64_t>(loader_options.batch_size);
+    if (bar) bar->update(std::min<int64_t>(seen, static_cast<int64_t>(files.size())));
     auto logits = loaded_.model->forward(batch->images.to(device_)).to(torch::kCPU, torch::kFloat).contiguous();
     auto probabilities = torch::sigmoid(logits);
     auto logit_rows = logits.accessor<float, 2>();
@@ -89,6 +96,9 @@ std::vector<ImagePrediction> Predictor::predict(const std::vector<std::string>& 
       }
     }
   }
+  if (bar) bar->finish();
+  // Files the loader skipped (policy skip) have no prediction.
+  out.erase(std::remove_if(out.begin(), out.end(), [](const ImagePrediction& p) { return p.image.empty(); }), out.end());
   return out;
 }
 

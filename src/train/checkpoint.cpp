@@ -40,7 +40,9 @@ TensorFile make_checkpoint(const ModelInfo& info, const torch::nn::Module& model
   TensorFile checkpoint = make_model_file(info, model, ema_model);
   checkpoint.meta["kind"] = "checkpoint";
   checkpoint.meta["trainer"] = {{"epochs_done", state.epochs_done}, {"step", state.step}, {"best_score", state.best_score},
-                                {"best_epoch", state.best_epoch}, {"history", state.history}};
+                                {"best_epoch", state.best_epoch}, {"history", state.history},
+                                {"batches_into_epoch", state.batches_into_epoch}, {"epoch_loss_sum", state.epoch_loss_sum},
+                                {"epoch_images", state.epoch_images}};
   std::string bytes = optimizer_bytes(optimizer);
   checkpoint.tensors["trainer/optimizer"] =
       torch::from_blob(bytes.data(), {static_cast<int64_t>(bytes.size())}, torch::kByte).clone();
@@ -70,6 +72,14 @@ TrainerState restore_checkpoint(const std::string& path, const std::vector<std::
   state.best_score = stored.at("best_score").get<double>();
   state.best_epoch = stored.at("best_epoch").get<int64_t>();
   state.history = stored.at("history");
+  // Checkpoints written at an epoch's end (all before Ctrl-C handling) lack the mid-epoch fields.
+  if (stored.contains("batches_into_epoch")) {
+    for (const char* key : {"batches_into_epoch", "epoch_images"})
+      if (!stored.at(key).is_number_integer()) fail_in(path, std::string("trainer state: ") + key + " is not an integer");
+    state.batches_into_epoch = stored.at("batches_into_epoch").get<int64_t>();
+    state.epoch_loss_sum = stored.at("epoch_loss_sum").get<double>();
+    state.epoch_images = stored.at("epoch_images").get<int64_t>();
+  }
   return state;
 }
 

@@ -1,6 +1,7 @@
 #include "cprfl/train/trainer.h"
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -11,6 +12,7 @@
 #include "cprfl/common/error.h"
 #include "cprfl/common/fault_point.h"
 #include "cprfl/common/progress.h"
+#include "cprfl/common/stop_signal.h"
 #include "cprfl/config/prompt_setup.h"
 #include "cprfl/data/class_stats.h"
 #include "cprfl/eval/evaluate.h"
@@ -99,9 +101,39 @@ void print_test_summary(const nlohmann::json& record) {
   std::cerr << "\n";
 }
 
+// A resumed run keeps its model: the keys that shape it must equal the checkpoint's.
+void check_same_model(const Config& given, const Config& stored, const std::string& checkpoint_path) {
+  std::string differences;
+  for (const auto& entry : config_schema()) {
+    const std::string& key = entry.key;
+    const bool shapes_model = (key.rfind("model.", 0) == 0 && key != "model.backbone_weights") ||
+                              key.rfind("prompts.", 0) == 0;
+    if (!shapes_model || given.get_string(key) == stored.get_string(key)) continue;
+    differences += (differences.empty() ? "" : ", ") + key + " (the run has " + stored.get_string(key) + ", given " +
+                   given.get_string(key) + ")";
+  }
+  if (!differences.empty())
+    fail_in(checkpoint_path, "--resume cannot change the model of a run: " + differences +
+                                 "; drop those --set values, or start a new run in another train.out_dir");
+}
+
+// An input file that is not there: for the Fashion-LT defaults, how to make them.
+void require_input(const std::string& path, const char* what) {
+  std::error_code error;
+  if (std::filesystem::exists(path, error)) return;
+  std::string hint;
+  const std::string folder = std::filesystem::path(path).parent_path().string();
+  if (folder.find("fashion-lt") != std::string::npos || folder.find("fashion_lt") != std::string::npos)
+    hint = "; make the Fashion-LT benchmark first: cprfl make-fashion-lt --out " + folder;
+  fail_in(path, std::string("no such file (") + what + ")" + hint);
+}
+
 }  // namespace
 
 TrainingData load_training_data(const DataOptions& data, uint64_t seed) {
+  require_input(data.labels, "data.labels");
+  require_input(data.train_list, "data.train_list");
+  require_input(data.test_list, "data.test_list");
   TrainingData out;
   out.class_names = read_labels(data.labels);
   const int num_classes = static_cast<int>(out.class_names.size());
@@ -182,20 +214,22 @@ torch::Tensor Trainer::step(const torch::Tensor& images, const torch::Tensor& ta
   return loss;
 }
 
-nlohmann::json Trainer::run_epoch(bool progress) {
+nlohmann::json Trainer::run_epoch(bool progress, const std::function<bool()>& stop_requested) {
   const int64_t epoch = state_.epochs_done;
   const int64_t steps_per_epoch = train_loader_->batches_per_epoch();
   auto epoch_start = std::chrono::steady_clock::now();
   model_->train();
-  train_loader_->start_epoch(epoch);
+  train_loader_->start_epoch(epoch, state_.batches_into_epoch);
   std::unique_ptr<ProgressBar> bar;
   if (progress)
     bar = std::make_unique<ProgressBar>("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(options_.optim.epochs),
                                         static_cast<int64_t>(data_.train.records.size()), "img");
-  torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
-  int64_t batches = 0, images = 0;
+  // A stopped epoch continues with its sums so far: the epoch's loss is the same either way.
+  torch::Tensor loss_sum = torch::full({}, state_.epoch_loss_sum, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+  int64_t batches = state_.batches_into_epoch, images = state_.epoch_images;
   double shown_loss = 0, lr = 0;
   bool loss_known = false;  // read back every 10 steps: "–" until the first read
+  bool interrupted = false;
   while (auto batch = train_loader_->next()) {
     auto loss = step(batch->images, batch->targets);
     lr = optimizer_.optimizer->param_groups().back().options().get_lr();
@@ -204,7 +238,8 @@ nlohmann::json Trainer::run_epoch(bool progress) {
     loss_sum += loss.to(torch::kDouble);
     // Read the loss back (a host sync) only every 10 steps and at the end of the epoch.
     bool last_batch = batch->position + 1 == steps_per_epoch;
-    if (batches % 10 == 0 || last_batch) {
+    interrupted = !last_batch && stop_requested && stop_requested();
+    if (batches % 10 == 0 || last_batch || interrupted) {
       shown_loss = loss_sum.item<double>() / static_cast<double>(batches);
       loss_known = true;
       if (!std::isfinite(shown_loss)) {
@@ -215,9 +250,19 @@ nlohmann::json Trainer::run_epoch(bool progress) {
       }
     }
     if (bar) bar->update(images, "loss " + (loss_known ? fixed(shown_loss, 4) : std::string("–")) + " lr " + scientific(lr, 2));
+    if (interrupted) break;
   }
   double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
-  if (bar) bar->finish("loss " + fixed(shown_loss, 4));
+  if (bar) bar->finish("loss " + fixed(shown_loss, 4) + (interrupted ? " (stopped)" : ""));
+  if (interrupted) {
+    state_.batches_into_epoch = batches;
+    state_.epoch_loss_sum = loss_sum.item<double>();
+    state_.epoch_images = images;
+    return {{"epoch", epoch + 1}, {"step", state_.step}, {"interrupted", true}};
+  }
+  state_.batches_into_epoch = 0;
+  state_.epoch_loss_sum = 0;
+  state_.epoch_images = 0;
   ++state_.epochs_done;
   return {{"epoch", epoch + 1},
           {"step", state_.step},
@@ -258,6 +303,10 @@ TrainSummary train(const Config& config, const RunControl& control) {
   const RunOptions options = run_options_of(config);  // checked before anything is written
   const std::string out_dir = options.train.out_dir;
   const int64_t epochs = options.optim.epochs;
+  const std::string checkpoint_path = out_dir + "/" + kCheckpointName;
+  if (control.resume) check_same_model(config, config_of_run(out_dir), checkpoint_path);
+  // Every input is read (lists, labels, W, trunk weights) before the run folder is made.
+  Trainer trainer(config, load_training_data(options.data, options.train.seed));
   make_directories(out_dir);
   // Before anything is written: one process per run folder, for the whole run.
   RunFolderLock folder_lock(out_dir);
@@ -265,8 +314,6 @@ TrainSummary train(const Config& config, const RunControl& control) {
   for (const char* name : {kCheckpointName, kBestName, "metrics.jsonl", "config.yaml"})
     remove_stale_temporaries(out_dir + "/" + name);
 
-  Trainer trainer(config, load_training_data(options.data, options.train.seed));
-  const std::string checkpoint_path = out_dir + "/" + kCheckpointName;
   if (control.resume) {
     trainer.restore(checkpoint_path);
     const TrainerState& state = trainer.state();
@@ -274,7 +321,7 @@ TrainSummary train(const Config& config, const RunControl& control) {
     // behind; the checkpoint is the record, so the log is rewritten from it.
     write_metrics_log(out_dir, state.history);
     if (state.epochs_done >= epochs) std::cerr << "train: " << checkpoint_path << " already finished all " << epochs << " epochs\n";
-    else std::cerr << "train: resuming after epoch " << state.epochs_done << " (step " << state.step << ")\n";
+    else std::cerr << "train: resuming after step " << state.step << " (epoch " << state.epochs_done + 1 << ")\n";
   } else if (std::filesystem::exists(checkpoint_path)) {
     fail_in(checkpoint_path, "a run already exists here; use --resume to continue it or choose another train.out_dir");
   }
@@ -285,9 +332,14 @@ TrainSummary train(const Config& config, const RunControl& control) {
   TrainerState& state = trainer.state();
   const int64_t end_epoch =
       control.epochs_this_run > 0 ? std::min(epochs, state.epochs_done + control.epochs_this_run) : epochs;
-  while (state.epochs_done < end_epoch) {
+  StopSignals stop;  // Ctrl-C / SIGTERM: finish the step, checkpoint it, stop
+  while (state.epochs_done < end_epoch && !stop.requested()) {
     auto epoch_start = std::chrono::steady_clock::now();
-    nlohmann::json record = trainer.run_epoch(control.progress);
+    nlohmann::json record = trainer.run_epoch(control.progress, [&stop] { return stop.requested(); });
+    if (record.value("interrupted", false)) {
+      write_file_atomic(checkpoint_path, serialize_tensor_file(trainer.checkpoint()), "checkpoint_write");
+      break;
+    }
     const int64_t epoch = state.epochs_done;  // 1-based number of the epoch just trained
     if (epoch % options.train.eval_every == 0 || epoch == epochs) {
       if (trainer.evaluate(record)) save_tensor_file(out_dir + "/" + kBestName, trainer.model_file());
@@ -297,9 +349,15 @@ TrainSummary train(const Config& config, const RunControl& control) {
     // (save_tensor_file, with the testing hook "checkpoint_write" in the middle of the write)
     write_file_atomic(checkpoint_path, serialize_tensor_file(trainer.checkpoint()), "checkpoint_write");
     write_metrics_log(out_dir, state.history);
-    if (control.progress && record.contains("test")) print_test_summary(record);
+    if (control.epoch_lines && record.contains("test")) print_test_summary(record);
     summary.last_epoch = record;
     ++summary.epochs_run;
+  }
+  summary.step = state.step;
+  if (stop.requested()) {
+    summary.interrupted = true;
+    std::cerr << "train: " << (stop.signal() == SIGTERM ? "SIGTERM" : "interrupted") << " after step " << state.step
+              << "; continue with: cprfl train --resume " << out_dir << "\n";
   }
   if (summary.last_epoch.is_null() && !state.history.empty()) summary.last_epoch = state.history.back();
   return summary;

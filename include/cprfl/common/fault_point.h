@@ -5,6 +5,8 @@
 //   cprfl: CPRFL_FAULT_AT=<point>:<n>: killing this process at fault point <point>
 // and sends itself SIGKILL — a real `kill -9` at exactly that place: nothing is flushed or
 // unwound, no handler runs, the exit status seen by a shell is 137.
+// CPRFL_FAULT_AT=<point>:<n>:INT (or :TERM) sends SIGINT (SIGTERM) instead and carries on: a
+// Ctrl-C at exactly that place (common/stop_signal.h).
 //
 // The points (the only names a caller may use):
 //   step              training: after the forward and backward pass, before the optimizer step

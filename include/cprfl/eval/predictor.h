@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cprfl/config/model_file.h"
+#include "cprfl/data/loader.h"
 
 namespace cprfl {
 
@@ -23,6 +24,8 @@ struct PredictorOptions {
   // Decoding beside the compute threads measured slower on 2 cores (bench/results/perf.json,
   // infer_file): overlap only where there are spare cores.
   int workers = 0;
+  BadImagePolicy on_bad_image = BadImagePolicy::error;  // skip: leave unreadable files out, with a warning
+  bool progress = false;        // a progress bar on stderr
 };
 
 // Which labels count as predicted for one image.
@@ -47,7 +50,7 @@ class Predictor {
   // "model m.cprfl (EMA weights), 10 classes, preprocessing ..." for a header line.
   std::string description() const;
   const std::vector<std::string>& class_names() const { return loaded_.info.class_names; }
-  // Predictions for the files, in order.
+  // Predictions for the files, in order (without the files skipped as unreadable).
   std::vector<ImagePrediction> predict(const std::vector<std::string>& files, const LabelRule& rule) const;
 
  private:

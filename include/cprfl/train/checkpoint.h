@@ -24,6 +24,11 @@ struct TrainerState {
   double best_score = -1;    // best validation mAP so far (train.select = best)
   int64_t best_epoch = -1;
   nlohmann::json history = nlohmann::json::array();  // one metrics.jsonl record per epoch
+  // A run stopped mid-epoch (Ctrl-C): how far into epoch epochs_done + 1 it got, and that
+  // part's summed loss and image count, so the epoch continues where it stopped.
+  int64_t batches_into_epoch = 0;
+  double epoch_loss_sum = 0;
+  int64_t epoch_images = 0;
 };
 
 // The checkpoint's content: the model file of (info, model, EMA), the state and the optimizer.

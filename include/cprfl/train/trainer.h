@@ -13,6 +13,7 @@
 // trainer's state), best.cprfl (with train.select = best), metrics.jsonl, config.yaml.
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,8 +56,11 @@ class Trainer {
   // each part ends (train/accumulate.h).
   torch::Tensor step(const torch::Tensor& images, const torch::Tensor& targets, const StepHook& hook = nullptr);
 
-  // Trains epoch state().epochs_done + 1; returns its metrics.jsonl record (loss, lr, timing).
-  nlohmann::json run_epoch(bool progress);
+  // Trains epoch state().epochs_done + 1 (from where a stopped run left it); returns its
+  // metrics.jsonl record (loss, lr, timing). When `stop_requested` turns true the epoch stops
+  // after the step in progress: the record then has "interrupted": true and the state says
+  // how far the epoch got (a checkpoint taken now continues there).
+  nlohmann::json run_epoch(bool progress, const std::function<bool()>& stop_requested = nullptr);
 
   // Scores the model (and its EMA) on the test list, and the selected model on the validation
   // part; adds "test", "test_ema" and "val" to `record`. Returns true when this is the best
@@ -94,6 +98,7 @@ class Trainer {
 struct RunControl {
   bool resume = false;          // continue from <out_dir>/last.cprfl, using its config
   bool progress = true;         // progress bars on stderr
+  bool epoch_lines = true;      // a line per evaluated epoch on stderr (test mAP)
   int64_t epochs_this_run = 0;  // stop after this many epochs in this call (0 = run to optim.epochs)
 };
 
@@ -101,8 +106,12 @@ struct TrainSummary {
   std::string out_dir;
   int64_t epochs_run = 0;         // in this call
   nlohmann::json last_epoch;      // the final metrics.jsonl record
+  bool interrupted = false;       // stopped by SIGINT/SIGTERM; last.cprfl continues it
+  int64_t step = 0;               // optimizer steps taken in all
 };
 
+// Ctrl-C or SIGTERM stops the run after the step in progress and writes a checkpoint of it;
+// the summary then says `interrupted` (`cprfl train` exits 130).
 TrainSummary train(const Config& config, const RunControl& control = {});
 
 }  // namespace cprfl

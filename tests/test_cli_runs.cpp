@@ -1,0 +1,144 @@
+// `cprfl train` and `cprfl predict` as a user runs them, from a folder outside the repository:
+// Ctrl-C mid-epoch checkpoints and continues to the uninterrupted result, inputs are checked
+// before a run folder is made, a resumed run keeps its model, and predict can skip a broken file.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "cprfl/io/tensor_file.h"
+#include "test_support.h"
+#include "tiny_dataset.h"
+
+using cprfl::testing::CommandResult;
+using cprfl::testing::read_text;
+using cprfl::testing::run_cprfl;
+using cprfl::testing::TempDir;
+using cprfl::testing::write_text;
+
+namespace {
+
+// Runs the test body with the working folder set to `dir` (ctest runs each test in its own process).
+struct InFolder {
+  std::string previous = std::filesystem::current_path().string();
+  explicit InFolder(const std::string& dir) { std::filesystem::current_path(dir); }
+  ~InFolder() { std::filesystem::current_path(previous); }
+};
+
+// Sets an environment variable for the commands run while it lives.
+struct Env {
+  std::string name;
+  Env(const std::string& n, const std::string& value) : name(n) { setenv(n.c_str(), value.c_str(), 1); }
+  ~Env() { unsetenv(name.c_str()); }
+};
+
+struct TinyRun {
+  TempDir dir;
+  std::string config_path = dir.file("tiny.yaml");
+  TinyRun() {
+    cprfl::testing::write_tiny_dataset(dir.file("data"));
+    write_text(config_path, cprfl::testing::tiny_config(dir.file("data"), dir.file("unused")).to_yaml());
+  }
+  std::string train(const std::string& out, const std::string& extra = "") const {
+    return "train --config " + config_path + " --quiet --set train.out_dir=" + dir.file(out) + " " + extra;
+  }
+};
+
+}  // namespace
+
+// SIGINT in the 5th step (epoch 2 of 3, its 2nd batch): the step finishes, a checkpoint of it is
+// written, the command says how to continue and exits 130; resuming ends where an uninterrupted
+// run ends (weights within float rounding across processes, the same metrics history).
+TEST(CliRuns, CtrlCCheckpointsTheStepAndResumesToTheSameResult) {
+  TinyRun run;
+  InFolder here(run.dir.path());
+  auto whole = run_cprfl(run.train("whole"));
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+
+  CommandResult stopped;
+  {
+    Env fault("CPRFL_FAULT_AT", "step:5:INT");
+    stopped = run_cprfl(run.train("stopped"));
+  }
+  ASSERT_EQ(stopped.exit_code, 130) << stopped.output;
+  EXPECT_NE(stopped.output.find("interrupted after step 5; continue with: cprfl train --resume " + run.dir.file("stopped")),
+            std::string::npos) << stopped.output;
+  auto checkpoint = cprfl::load_tensor_file(run.dir.file("stopped") + "/last.cprfl");
+  EXPECT_EQ(checkpoint.meta["trainer"]["step"], 5);
+  EXPECT_EQ(checkpoint.meta["trainer"]["epochs_done"], 1);
+  EXPECT_EQ(checkpoint.meta["trainer"]["batches_into_epoch"], 2);
+
+  auto resumed = run_cprfl("train --resume " + run.dir.file("stopped") + " --quiet --json");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  auto summary = nlohmann::json::parse(resumed.output.substr(resumed.output.rfind("\n{") + 1));
+  EXPECT_EQ(summary["step"], 9);
+  EXPECT_EQ(summary["interrupted"], false);
+
+  auto a = cprfl::load_tensor_file(run.dir.file("whole") + "/last.cprfl");
+  auto b = cprfl::load_tensor_file(run.dir.file("stopped") + "/last.cprfl");
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (const auto& [name, tensor] : a.tensors) {
+    if (name == "trainer/optimizer") continue;
+    ASSERT_TRUE(b.tensors.count(name)) << name;
+    // Same arithmetic in two processes with the same thread count; a float32 tolerance in case
+    // the two processes' kernels choose differently.
+    EXPECT_TRUE(torch::allclose(tensor.to(torch::kDouble), b.tensors.at(name).to(torch::kDouble), 1e-4, 1e-5)) << name;
+  }
+  auto history_a = a.meta["trainer"]["history"], history_b = b.meta["trainer"]["history"];
+  ASSERT_EQ(history_a.size(), 3u);
+  ASSERT_EQ(history_b.size(), 3u);
+  for (int e = 0; e < 3; ++e) {
+    EXPECT_EQ(history_a[e]["step"], history_b[e]["step"]);
+    EXPECT_NEAR(history_a[e]["train_loss"].get<double>(), history_b[e]["train_loss"].get<double>(), 1e-5) << e;
+  }
+}
+
+TEST(CliRuns, MissingInputsAreNamedBeforeARunFolderIsMade) {
+  TinyRun run;
+  InFolder here(run.dir.path());
+  auto result = run_cprfl(run.train("never", "--set data.labels=fashion-lt/labels.txt"));
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find("fashion-lt/labels.txt: no such file (data.labels); make the Fashion-LT benchmark first: "
+                               "cprfl make-fashion-lt --out fashion-lt"),
+            std::string::npos) << result.output;
+  EXPECT_FALSE(std::filesystem::exists(run.dir.file("never")));
+}
+
+TEST(CliRuns, ResumeCannotChangeTheModel) {
+  TinyRun run;
+  InFolder here(run.dir.path());
+  ASSERT_EQ(run_cprfl(run.train("run", "--epochs-this-run 1")).exit_code, 0);
+  auto result = run_cprfl("train --resume " + run.dir.file("run") + " --quiet --set model.d=32 --set model.heads=4");
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find("--resume cannot change the model of a run: model.d (the run has 16, given 32), "
+                               "model.heads (the run has 2, given 4)"),
+            std::string::npos) << result.output;
+  // Settings that do not shape the model may change.
+  auto longer = run_cprfl("train --resume " + run.dir.file("run") + " --quiet --set optim.lr=1e-3");
+  EXPECT_EQ(longer.exit_code, 0) << longer.output;
+}
+
+TEST(CliRuns, PredictSkipsABrokenImageWhenAsked) {
+  TinyRun run;
+  InFolder here(run.dir.path());
+  ASSERT_EQ(run_cprfl(run.train("run", "--set optim.epochs=1")).exit_code, 0);
+  std::filesystem::create_directories(run.dir.file("photos"));
+  std::filesystem::copy_file(run.dir.file("data/img/0.png"), run.dir.file("photos/a.png"));
+  std::filesystem::copy_file(run.dir.file("data/img/1.png"), run.dir.file("photos/b.png"));
+  write_text(run.dir.file("photos/broken.png"), "not a png");
+  const std::string model = run.dir.file("run") + "/last.cprfl";
+  auto strict = run_cprfl("predict --model " + model + " photos");
+  EXPECT_EQ(strict.exit_code, 1) << strict.output;
+  EXPECT_NE(strict.output.find("broken.png"), std::string::npos) << strict.output;
+  auto skipping = run_cprfl("predict --model " + model + " photos --on-bad-image skip --out p.json");
+  ASSERT_EQ(skipping.exit_code, 0) << skipping.output;
+  EXPECT_NE(skipping.output.find("predict: 2 image(s), 1 skipped as unreadable"), std::string::npos) << skipping.output;
+  auto results = nlohmann::json::parse(read_text(run.dir.file("p.json")));
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0]["image"], "photos/a.png");
+  EXPECT_EQ(results[1]["image"], "photos/b.png");
+}
