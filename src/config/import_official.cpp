@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <locale>
-#include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -128,33 +128,23 @@ std::string infer_backbone(const StateIndex& index) {
 // Puts the checkpoint's tensors into the model's places, checking names and shapes with the
 // checkpoint's own names in every message; W (label_emb.text_embeddings) is the model's own.
 void load_official_weights(CprflModelImpl& model, const NamedTensors& state, const std::string& source) {
-  std::map<std::string, torch::Tensor> expected;
-  for (const auto& [name, tensor] : named_state(model)) expected.emplace(name, tensor);
-  expected.erase("label_emb.text_embeddings");
-
-  NamedTensors mapped;
-  std::set<std::string> seen;
-  for (const auto& [name, tensor] : state) {
-    if (starts_with(name, kTextPrefix)) continue;  // the text encoder, used up by then
-    const std::string ours = to_model_name(name);
-    auto target = ours.empty() ? expected.end() : expected.find(ours);
-    if (target == expected.end()) fail_in(source, "unexpected key " + name + " (no such tensor in the authors' CPRFL model)");
-    if (tensor.sizes() != target->second.sizes())
-      fail_in(source, "shape mismatch for " + name + ": the checkpoint has " + shape_string(tensor) +
-                          ", the model inferred from the other tensors expects " + shape_string(target->second));
-    seen.insert(ours);
-    mapped.emplace_back(ours, tensor.is_floating_point() ? tensor.to(torch::kFloat) : tensor);
-  }
-  for (const auto& [ours, tensor] : expected) {
-    if (seen.count(ours)) continue;
-    // BatchNorm's step counter plays no part in inference; older files lack it.
-    if (ours.size() > 20 && ours.compare(ours.size() - 20, 20, ".num_batches_tracked") == 0) continue;
-    fail_in(source, "missing key " + to_official_name(ours) + " " + shape_string(tensor));
-  }
-  for (const auto& [ours, tensor] : expected)
-    if (!seen.count(ours)) mapped.emplace_back(ours, tensor.clone());
-  mapped.emplace_back("label_emb.text_embeddings", model.label_emb->text_embeddings().clone());
-  load_named_state(model, mapped, source);
+  LoadStateOptions options;
+  options.rename = [](const std::string& name) -> std::optional<std::string> {
+    if (starts_with(name, kTextPrefix)) return std::nullopt;  // the text encoder, used up by then
+    return to_model_name(name);  // "" (no place in the model): an unexpected key
+  };
+  options.state_name = to_official_name;
+  options.may_be_missing = [](const std::string& ours) {
+    // W is computed, not loaded; BatchNorm's step counter plays no part in inference and
+    // older files lack it.
+    const std::string counter = ".num_batches_tracked";
+    return ours == "label_emb.text_embeddings" ||
+           (ours.size() > counter.size() && ours.compare(ours.size() - counter.size(), counter.size(), counter) == 0);
+  };
+  options.state_noun = "checkpoint";
+  options.module_noun = "authors' CPRFL model";
+  options.mismatch_hint = " (the model is inferred from the other tensors)";
+  load_named_state(model, state, source, options);
 }
 
 }  // namespace

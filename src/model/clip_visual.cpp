@@ -1,8 +1,7 @@
 #include "cprfl/model/clip_visual.h"
 
 #include <cmath>
-#include <unordered_map>
-#include <unordered_set>
+#include <optional>
 
 #include "cprfl/common/error.h"
 
@@ -195,43 +194,6 @@ void ClipModifiedResNetImpl::fold_batchnorm() {
 
 // ---- VisionTransformer --------------------------------------------------------------------
 
-ClipMultiheadAttentionImpl::ClipMultiheadAttentionImpl(int64_t width, int64_t heads) : heads_(heads) {
-  check_heads(width, heads, "CLIP transformer");
-  // nn.MultiheadAttention's initialisation: Xavier-uniform input projection, zero biases.
-  in_proj_weight = register_parameter("in_proj_weight", nn::init::xavier_uniform_(torch::empty({3 * width, width})));
-  in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * width}));
-  out_proj = register_module("out_proj", nn::Linear(width, width));
-  torch::NoGradGuard no_grad;
-  out_proj->bias.zero_();
-}
-
-torch::Tensor ClipMultiheadAttentionImpl::forward(const torch::Tensor& x) {
-  auto qkv = F::linear(x, in_proj_weight, in_proj_bias).chunk(3, -1);
-  return out_proj(multi_head_attention(qkv[0], qkv[1], qkv[2], heads_));
-}
-
-ClipMlpImpl::ClipMlpImpl(int64_t width) {
-  c_fc = register_module("c_fc", nn::Linear(width, 4 * width));
-  c_proj = register_module("c_proj", nn::Linear(4 * width, width));
-}
-
-torch::Tensor ClipMlpImpl::forward(const torch::Tensor& x) {
-  auto hidden = c_fc(x);
-  return c_proj(hidden * torch::sigmoid(1.702 * hidden));  // QuickGELU
-}
-
-ClipResidualAttentionBlockImpl::ClipResidualAttentionBlockImpl(int64_t width, int64_t heads) {
-  attn = register_module("attn", ClipMultiheadAttention(width, heads));
-  ln_1 = register_module("ln_1", nn::LayerNorm(nn::LayerNormOptions({width})));
-  mlp = register_module("mlp", ClipMlp(width));
-  ln_2 = register_module("ln_2", nn::LayerNorm(nn::LayerNormOptions({width})));
-}
-
-torch::Tensor ClipResidualAttentionBlockImpl::forward(const torch::Tensor& x) {
-  auto out = x + attn(ln_1(x));
-  return out + mlp(ln_2(out));
-}
-
 ClipVisionTransformerImpl::ClipVisionTransformerImpl(const ClipViTOptions& options) : options_(options) {
   const int64_t width = options_.width, patch = options_.patch_size;
   if (patch < 1 || options_.layers < 1 || width < 1 || options_.output_dim < 1)
@@ -246,10 +208,8 @@ ClipVisionTransformerImpl::ClipVisionTransformerImpl(const ClipViTOptions& optio
   proj = register_parameter("proj", scale * torch::randn({width, options_.output_dim}));
   conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(3, width, patch).stride(patch).bias(false)));
   ln_pre = register_module("ln_pre", nn::LayerNorm(nn::LayerNormOptions({width})));
-  auto transformer = std::make_shared<nn::Module>("Transformer");
-  resblocks_ = transformer->register_module("resblocks", nn::ModuleList());
-  for (int64_t i = 0; i < options_.layers; ++i) resblocks_->push_back(ClipResidualAttentionBlock(width, options_.heads));
-  register_module("transformer", transformer);
+  // OpenAI's default initialisation (initialize_parameters re-initialises the text side only).
+  transformer_ = register_module("transformer", clip::ClipTransformer(width, options_.layers, options_.heads));
   ln_post = register_module("ln_post", nn::LayerNorm(nn::LayerNormOptions({width})));
 }
 
@@ -262,8 +222,7 @@ torch::Tensor ClipVisionTransformerImpl::tokens(const torch::Tensor& images) {
   x = torch::cat({class_token, x}, 1);
   x = x + resize_positional_embedding(positional_embedding, h, w).to(x.scalar_type());
   x = ln_pre(x);
-  for (const auto& block : *resblocks_) x = block->as<ClipResidualAttentionBlock>()->forward(x);
-  return x;
+  return transformer_(x);  // no mask: every token attends to every token
 }
 
 torch::Tensor ClipVisionTransformerImpl::forward(const torch::Tensor& images) {
@@ -339,17 +298,14 @@ void load_clip_visual_weights(Backbone& backbone, const NamedTensors& all, const
   auto* tower = dynamic_cast<ClipVisualBackbone*>(&backbone);
   if (!tower) fail_in(source, "CLIP image-tower weights need a CLIP backbone (model.backbone: clip_...)");
   const std::string prefix = "visual.";
-  NamedTensors state;
-  std::unordered_set<std::string> seen;
-  for (const auto& [name, tensor] : all) {
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;  // the text side, logit_scale, ...
-    if (!seen.insert(name).second) fail_in(source, "key " + name + " appears more than once");
-    if (!tensor.defined()) fail_in(source, "key " + name + " holds no tensor");
-    state.emplace_back(name.substr(prefix.size()), tensor.is_floating_point() ? tensor.to(torch::kFloat) : tensor);
+  auto is_visual = [&prefix](const std::string& name) { return name.compare(0, prefix.size(), prefix) == 0; };
+  bool any_visual = false, file_is_vit = false, file_is_resnet = false;
+  for (const auto& entry : all) {
+    any_visual = any_visual || is_visual(entry.first);
+    file_is_vit = file_is_vit || entry.first == "visual.class_embedding";
+    file_is_resnet = file_is_resnet || entry.first == "visual.attnpool.positional_embedding";
   }
-  if (state.empty()) fail_in(source, "holds no visual.* tensors (not a CLIP checkpoint with an image tower)");
-  const bool file_is_vit = seen.count("visual.class_embedding") > 0;
-  const bool file_is_resnet = seen.count("visual.attnpool.positional_embedding") > 0;
+  if (!any_visual) fail_in(source, "holds no visual.* tensors (not a CLIP checkpoint with an image tower)");
   if (file_is_vit && !tower->is_vision_transformer())
     fail_in(source, "holds a CLIP ViT image tower (visual.class_embedding), but the backbone is a ModifiedResNet; "
                     "choose a clip_vit_* backbone");
@@ -357,31 +313,18 @@ void load_clip_visual_weights(Backbone& backbone, const NamedTensors& all, const
     fail_in(source, "holds a CLIP ModifiedResNet image tower (visual.attnpool.*), but the backbone is a ViT; "
                     "choose a clip_rn* backbone");
 
-  // Strict comparison first, so errors carry the checkpoint's own names (visual.*).
-  std::unordered_map<std::string, torch::Tensor> targets;
-  std::vector<std::string> target_order;
-  for (const auto& [name, tensor] : named_state(backbone)) {
-    targets.emplace(name, tensor);
-    target_order.push_back(name);
-  }
-  std::vector<std::string> unexpected, missing;
-  for (const auto& [name, tensor] : state) {
-    auto target = targets.find(name);
-    if (target == targets.end()) {
-      unexpected.push_back(prefix + name);
-    } else if (tensor.sizes() != target->second.sizes()) {
-      fail_in(source, "shape mismatch for " + prefix + name + ": the checkpoint has " + shape_string(tensor) +
-                          ", the backbone expects " + shape_string(target->second) +
-                          " (is model.backbone the CLIP model this checkpoint holds?)");
-    }
-  }
-  for (const auto& name : target_order)
-    if (!seen.count(prefix + name)) missing.push_back(prefix + name);
-  if (!unexpected.empty())
-    fail_in(source, key_list("unexpected", unexpected) + " (not in the CLIP backbone)");
-  if (!missing.empty())
-    fail_in(source, key_list("missing", missing) + " (the CLIP backbone has them, the checkpoint does not)");
-  load_named_state(backbone, state, source);
+  // Strict, with the checkpoint's own names (visual.*) in every message; half precision is
+  // converted to the backbone's float32 by the copy.
+  LoadStateOptions options;
+  options.rename = [&](const std::string& name) -> std::optional<std::string> {
+    if (!is_visual(name)) return std::nullopt;  // the text side, logit_scale, ...
+    return name.substr(prefix.size());
+  };
+  options.state_name = [&prefix](const std::string& name) { return prefix + name; };
+  options.state_noun = "checkpoint";
+  options.module_noun = "backbone";
+  options.mismatch_hint = " (is model.backbone the CLIP model this checkpoint holds?)";
+  load_named_state(backbone, all, source, options);
 }
 
 }  // namespace cprfl

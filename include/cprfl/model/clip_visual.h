@@ -6,10 +6,11 @@
 //    attention pool. As a trunk, the visual tokens are the feature map BEFORE the attention
 //    pool: d0 = width * 32, stride 32. The attention pool is kept (and loaded) for encode_image.
 //  - VisionTransformer (ViT-B/32, B/16, L/14): patch conv, class token, positional embedding,
-//    pre-LN residual attention blocks with QuickGELU. As a trunk, the visual tokens are the
-//    patch tokens after the last block (class token dropped, no ln_post / proj), returned as
-//    a map [B, width, H/patch, W/patch] so the CPRFL head flattens it like a CNN map;
-//    d0 = width, stride = patch size.
+//    ln_pre, then CLIP's transformer (clip::ClipTransformer, the text encoder's, here with no
+//    attention mask): pre-LN residual attention blocks with QuickGELU. As a trunk, the visual
+//    tokens are the patch tokens after the last block (class token dropped, no ln_post /
+//    proj), returned as a map [B, width, H/patch, W/patch] so the CPRFL head flattens it like
+//    a CNN map; d0 = width, stride = patch size.
 // Input sizes other than the checkpoint's resolution are accepted: the grid part of a
 // positional embedding (ViT tokens, attention pool) is bicubic-interpolated to the input's
 // grid (align_corners = false); the class-token row is kept as is.
@@ -20,14 +21,14 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
-#include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/modules/pooling.h>
 
-#include "cprfl/model/resnet.h"
+#include "cprfl/clip/transformer.h"
 #include "cprfl/io/state_dict.h"
+#include "cprfl/model/resnet.h"
 
 namespace cprfl {
 
@@ -137,42 +138,6 @@ struct ClipViTOptions {
   int64_t input_resolution = 224;  // token grid = input_resolution / patch_size
 };
 
-// nn.MultiheadAttention's tensors: in_proj_weight [3C, C], in_proj_bias [3C], out_proj.
-class ClipMultiheadAttentionImpl : public torch::nn::Module {
- public:
-  ClipMultiheadAttentionImpl(int64_t width, int64_t heads);
-  torch::Tensor forward(const torch::Tensor& x);  // self-attention on [B, L, C]
-
-  torch::Tensor in_proj_weight, in_proj_bias;
-  torch::nn::Linear out_proj{nullptr};
-
- private:
-  int64_t heads_;
-};
-TORCH_MODULE(ClipMultiheadAttention);
-
-// mlp.c_fc (C -> 4C) -> QuickGELU -> mlp.c_proj (4C -> C).
-class ClipMlpImpl : public torch::nn::Module {
- public:
-  explicit ClipMlpImpl(int64_t width);
-  torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Linear c_fc{nullptr}, c_proj{nullptr};
-};
-TORCH_MODULE(ClipMlp);
-
-// x + attn(ln_1(x)), then + mlp(ln_2(x)).
-class ClipResidualAttentionBlockImpl : public torch::nn::Module {
- public:
-  ClipResidualAttentionBlockImpl(int64_t width, int64_t heads);
-  torch::Tensor forward(const torch::Tensor& x);  // [B, L, C]
-
-  ClipMultiheadAttention attn{nullptr};
-  torch::nn::LayerNorm ln_1{nullptr};
-  ClipMlp mlp{nullptr};
-  torch::nn::LayerNorm ln_2{nullptr};
-};
-TORCH_MODULE(ClipResidualAttentionBlock);
-
 class ClipVisionTransformerImpl : public ClipVisualBackbone {
  public:
   explicit ClipVisionTransformerImpl(const ClipViTOptions& options = {});
@@ -192,8 +157,9 @@ class ClipVisionTransformerImpl : public ClipVisualBackbone {
  private:
   ClipViTOptions options_;
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::LayerNorm ln_pre{nullptr}, ln_post{nullptr};
-  torch::nn::ModuleList resblocks_{nullptr};  // registered as transformer.resblocks
+  torch::nn::LayerNorm ln_pre{nullptr};
+  clip::ClipTransformer transformer_{nullptr};  // registered as transformer, used without a mask
+  torch::nn::LayerNorm ln_post{nullptr};
 };
 TORCH_MODULE(ClipVisionTransformer);
 
