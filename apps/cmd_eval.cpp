@@ -1,4 +1,5 @@
 // cprfl eval: scores a model file on a list (by default the test list of its config).
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -39,13 +40,18 @@ Runner add_eval(CLI::App& root) {
   cmd->add_option("--labels", options->labels, "labels file of the list; must name the model's classes in its order");
   cmd->add_option("--device", options->device, "compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--root", options->root, "folder the list's paths are relative to (default: data.root of the config)");
-  cmd->add_option("--json", options->json, "write the full metrics as JSON here");
-  cmd->add_option("--save-scores", options->scores, "write the logits [N, C] as .npy here (targets beside it as *_targets.npy)");
+  cmd->add_option("--json", options->json, "write the full metrics as JSON here, with the model, ema, list and root used");
+  cmd->add_option("--save-scores", options->scores,
+                  "write the logits [N, C] as .npy here, the targets beside it as *_targets.npy and what they hold "
+                  "(\"scores\": \"logits\", model, classes) as FILE.json, which `cprfl metrics` follows");
   cmd->add_option("--threshold", options->threshold, "probability threshold for OP/OR/OF1/CP/CR/CF1")->check(between(0.0, 1.0));
-  cmd->add_option("--top-k", options->top_k, "k for the top-k metrics")->check(at_least(1));
+  cmd->add_option("--top-k", options->top_k,
+                  "top-k metrics: only each image's k most probable classes may be predicted (0 = no limit)")
+      ->check(at_least(0));
   cmd->add_flag("--no-ema", options->no_ema, "evaluate the raw weights instead of the EMA weights");
   cmd->add_option("--batch-size", options->batch_size, "images per forward pass")->check(at_least(1));
-  cmd->add_option("--workers", options->workers, "image decoding threads")->check(at_least(0));
+  cmd->add_option("--workers", options->workers, "threads decoding images ahead of the model (0 = none: decode on the main thread)")
+      ->check(at_least(0));
   cmd->add_option("--on-bad-image", options->on_bad_image, "error: stop at an unreadable image; skip: warn and leave it out")
       ->check(CLI::IsMember({"error", "skip"}));
   return [options] {
@@ -77,7 +83,7 @@ Runner add_eval(CLI::App& root) {
     auto predictions = predict_all(*loaded.model, loader, device, "eval");
     MetricsOptions metric_options;
     metric_options.threshold = options->threshold;
-    metric_options.top_k = options->top_k;
+    metric_options.top_k = options->top_k == 0 ? num_classes : options->top_k;  // 0 = no limit
     // No training counts (an import without --train-list): no head/medium/tail groups.
     if (loaded.info.num_train_images > 0) metric_options.train_counts = loaded.info.class_counts;
     metric_options.group_thresholds = {config.get_int("data.head_min"), config.get_int("data.tail_below")};
@@ -87,13 +93,32 @@ Runner add_eval(CLI::App& root) {
               << list_path << ", " << predictions.logits.size(0) << " images, preprocessing "
               << describe_preprocessing(transform) << "\n";
     std::cout << format_report(metrics);
-    if (!options->json.empty()) write_file_atomic(options->json, to_json(metrics).dump(2) + "\n");
+    if (!options->json.empty()) {
+      // What was evaluated, with the key names of `cprfl stats --json` ("list", "labels").
+      nlohmann::json json = to_json(metrics);
+      json["model"] = options->model;
+      json["ema"] = loaded.using_ema;
+      json["list"] = list_path;
+      json["root"] = root_dir;
+      json["labels"] = options->labels.empty() ? nlohmann::json(nullptr) : nlohmann::json(options->labels);
+      write_file_atomic(options->json, json.dump(2) + "\n");
+    }
     if (!options->scores.empty()) {
       write_npy(options->scores, predictions.logits);
       std::string targets_path = options->scores;
       auto dot = targets_path.rfind(".npy");
       targets_path = (dot == std::string::npos ? targets_path : targets_path.substr(0, dot)) + "_targets.npy";
       write_npy(targets_path, predictions.targets.to(torch::kByte));
+      ScoresRecord record;
+      record.logits = true;
+      record.shape = predictions.logits.sizes().vec();
+      record.classes = loaded.info.class_names;
+      record.targets = std::filesystem::path(targets_path).filename().string();
+      record.model = options->model;
+      record.ema = loaded.using_ema;
+      record.list = list_path;
+      record.root = root_dir;
+      write_file_atomic(scores_record_path(options->scores), to_json(record).dump(2) + "\n");
     }
     return 0;
   };

@@ -21,7 +21,7 @@ Runner add_stats(CLI::App& root) {
   CLI::App* cmd = root.add_subcommand("stats", "Class counts n_c, N and the head/medium/tail groups of a training list");
   cmd->add_option("--list", options->list, "list file: `path id id …` per line")->required();
   cmd->add_option("--labels", options->labels, "labels file: one class name per line")->required();
-  cmd->add_option("--json", options->json, "also write the statistics as JSON to this file");
+  cmd->add_option("--json", options->json, "also write the statistics as JSON to this file (with the list and labels read)");
   cmd->add_option("--head-min", options->groups.head_min, "head classes have n_c >= this");
   cmd->add_option("--tail-below", options->groups.tail_below, "tail classes have n_c < this");
   return [options] {
@@ -29,7 +29,13 @@ Runner add_stats(CLI::App& root) {
     auto list = read_image_list(options->list, static_cast<int>(names.size()));
     auto stats = compute_class_stats(list, names, options->groups);
     std::cout << format_table(stats);
-    if (!options->json.empty()) write_file_atomic(options->json, to_json(stats).dump(2) + "\n");
+    if (!options->json.empty()) {
+      // The same key names as `cprfl eval --json`: "list", "labels", and per class "train_count".
+      nlohmann::json json = to_json(stats);
+      json["list"] = options->list;
+      json["labels"] = options->labels;
+      write_file_atomic(options->json, json.dump(2) + "\n");
+    }
     return 0;
   };
 }

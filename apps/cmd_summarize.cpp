@@ -1,4 +1,5 @@
-// cprfl summarize: mean ± std of the final test mAP (total/head/medium/tail) over run folders.
+// cprfl summarize: mean ± std of the final test mAP (total/head/medium/tail) over run folders
+// (given one by one, or as the folder that holds them).
 #include <iostream>
 #include <memory>
 
@@ -20,13 +21,21 @@ Runner add_summarize(CLI::App& root) {
   auto options = std::make_shared<SummarizeOptions>();
   CLI::App* cmd = root.add_subcommand(
       "summarize", "Table of final test mAP over runs; folders named <variant>_seed<k> are averaged per variant");
-  cmd->add_option("runs", options->runs, "run folders (each with metrics.jsonl)")->required();
+  cmd->add_option("runs", options->runs,
+                  "run folders (each with metrics.jsonl), or folders of run folders such as runs/ (each of its "
+                  "sub-folders with a metrics.jsonl is a run)")
+      ->required();
   cmd->add_option("--json", options->json, "write the summary and per-run figures as JSON");
   cmd->add_option("--markdown", options->markdown, "write the Markdown table to this file too");
   cmd->add_flag("--no-ema", options->no_ema, "use the raw model's figures even when EMA figures exist");
   return [options] {
     std::vector<RunFigures> runs;
-    for (const auto& dir : options->runs) runs.push_back(read_run_figures(dir, !options->no_ema));
+    for (const auto& dir : options->runs) {
+      const auto dirs = run_dirs_in(dir);
+      if (dirs.size() > 1 || dirs.front() != dir)
+        std::cerr << "summarize: " << dir << " holds " << dirs.size() << " run folder(s)\n";
+      for (const auto& run_dir : dirs) runs.push_back(read_run_figures(run_dir, !options->no_ema));
+    }
     auto summaries = summarize_runs(runs);
     std::string table = format_markdown(summaries);
     std::cout << table;

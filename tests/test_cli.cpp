@@ -270,6 +270,60 @@ TEST(Cli, EvalScoresTheEmaWeightsUnlessNoEma) {
   EXPECT_GT((scores[0] - scores[1]).abs().max().item<double>(), 1e-2);
 }
 
+// eval --json says what was scored (model, EMA or not, list, root) with the key names of
+// stats --json; eval --save-scores records that the scores are logits, and metrics follows
+// the record, so the chain eval → metrics reproduces eval's figures without --logits.
+TEST(Cli, EvalRecordsWhatItScoredAndMetricsFollowsIt) {
+  ModelFixture fixture;
+  const std::string scores = fixture.dir.file("s.npy");
+  const std::string eval_json = fixture.dir.file("eval.json");
+  const std::string stats_json = fixture.dir.file("stats.json");
+  const std::string metrics_json = fixture.dir.file("metrics.json");
+  const auto eval = run_cprfl("eval --workers 0 --top-k 0 --model " + shell_quoted(fixture.model_path) + " --json " +
+                              shell_quoted(eval_json) + " --save-scores " + shell_quoted(scores));
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  const auto e = nlohmann::json::parse(read_text(eval_json));
+  EXPECT_EQ(e["model"], fixture.model_path);
+  EXPECT_EQ(e["ema"], true);
+  EXPECT_EQ(e["list"], fixture.config.get_string("data.test_list"));
+  EXPECT_EQ(e["root"], fixture.config.get_string("data.root"));
+  EXPECT_TRUE(e["labels"].is_null()) << e.dump();  // the model's own classes
+  EXPECT_EQ(e["classes"][2]["train_count"], 3);
+  EXPECT_EQ(e["top_k"], 4);                     // --top-k 0: no limit, k = every class
+  EXPECT_EQ(e["at_top_k"], e["at_threshold"]);
+
+  const auto record = nlohmann::json::parse(read_text(scores + ".json"));
+  EXPECT_EQ(record["scores"], "logits");
+  EXPECT_EQ(record["shape"], nlohmann::json({8, 4}));
+  EXPECT_EQ(record["classes"], nlohmann::json({"red", "green", "blue", "yellow"}));
+  EXPECT_EQ(record["targets"], "s_targets.npy");
+  for (const char* key : {"model", "ema", "list", "root"}) EXPECT_EQ(record[key], e[key]) << key;
+
+  const auto results = run_all({"metrics --top-k 0 --scores " + shell_quoted(scores) + " --json " + shell_quoted(metrics_json),
+                                "metrics --scores " + shell_quoted(scores) + " --probabilities",
+                                "stats --list " + shell_quoted(fixture.data + "/train.txt") + " --labels " +
+                                    shell_quoted(fixture.data + "/labels.txt") + " --json " + shell_quoted(stats_json)});
+  ASSERT_EQ(results[0].exit_code, 0) << results[0].output;
+  const auto m = nlohmann::json::parse(read_text(metrics_json));
+  EXPECT_EQ(m["scores_are_logits"], true);
+  EXPECT_NEAR(m["map_pct"].get<double>(), e["map_pct"].get<double>(), 1e-9);
+  for (const char* key : {"cp_pct", "cr_pct", "cf1_pct", "op_pct", "or_pct", "of1_pct"})
+    EXPECT_NEAR(m["at_threshold"][key].get<double>(), e["at_threshold"][key].get<double>(), 1e-9) << key;
+  EXPECT_EQ(m["classes"][3]["name"], "yellow");  // class names from the record
+
+  EXPECT_EQ(results[1].exit_code, kRunError) << results[1].output;
+  EXPECT_TRUE(contains(results[1].output, "error: --probabilities contradicts " + scores +
+                                              ".json, which records \"scores\": \"logits\""))
+      << results[1].output;
+
+  ASSERT_EQ(results[2].exit_code, 0) << results[2].output;
+  const auto st = nlohmann::json::parse(read_text(stats_json));
+  EXPECT_EQ(st["list"], fixture.data + "/train.txt");
+  EXPECT_EQ(st["labels"], fixture.data + "/labels.txt");
+  ASSERT_TRUE(st["classes"][0].contains("train_count")) << st["classes"][0].dump();
+  EXPECT_FALSE(st["classes"][0].contains("count")) << st["classes"][0].dump();
+}
+
 TEST(Cli, PredictTopKLimitsTheListAndThresholdFiltersIt) {
   ModelFixture fixture;
   std::string image_args;
@@ -359,7 +413,7 @@ TEST(Cli, ParseErrorsExitWithCli11sCodeAndNameTheFlag) {
       {"eval --model", kArgumentMismatch, "--model"},
       // Bad values.
       {"eval --model m.cprfl --top-k abc", kValidationError, "--top-k: must be a whole number, got 'abc'"},
-      {"eval --model m.cprfl --top-k 0", kValidationError, "--top-k: must be at least 1, got 0"},
+      {"eval --model m.cprfl --top-k -1", kValidationError, "--top-k: must be at least 0, got -1"},
       {"eval --model m.cprfl --device tpu", kValidationError, "--device"},
       {"predict --model m.cprfl a.png --threshold 2", kValidationError, "--threshold: must be between 0 and 1, got 2"},
       // --threads 0 is caught before any command runs.

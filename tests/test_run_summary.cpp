@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "cprfl/common/error.h"
@@ -30,8 +31,72 @@ TEST(RunSummary, MeanAndSampleStdPerVariant) {
   EXPECT_DOUBLE_EQ(summaries[0].mean[0], 62.0);
   EXPECT_NEAR(summaries[0].std[0], 2.8284271, 1e-6);  // sample std of {60, 64}
   EXPECT_TRUE(std::isnan(summaries[0].mean[3]));        // no tail figure recorded
-  EXPECT_NE(format_markdown(summaries).find("| linear | 1 | 50.00 ± 0.00"), std::string::npos);
+  // One run has no spread: the table says n = 1 and the JSON std is null, not 0.
+  const std::string table = format_markdown(summaries);
+  EXPECT_NE(table.find("| linear | 1 | 50.00 (n = 1) | 50.00 (n = 1) | 40.00 (n = 1) | - |"), std::string::npos) << table;
+  EXPECT_TRUE(std::isnan(summaries[1].std[0]));
+  const auto json = to_json(summaries, runs);
+  EXPECT_TRUE(json["variants"][1]["map_pct"]["std"].is_null()) << json.dump();
+  EXPECT_DOUBLE_EQ(json["variants"][1]["map_pct"]["mean"].get<double>(), 50.0);
   EXPECT_DOUBLE_EQ(read_run_figures(dir.file("cprfl_seed0"), false).map, 0.0);
   std::filesystem::create_directories(dir.file("empty"));
   EXPECT_THROW(read_run_figures(dir.file("empty")), Error);
+}
+
+// A parent such as runs/ stands for its run sub-folders (those with metrics.jsonl), sorted;
+// a run folder stands for itself; a folder with neither stands for itself, to be reported.
+TEST(RunSummary, RunDirsInAParentFolder) {
+  cprfl::testing::TempDir dir;
+  for (const char* name : {"runs/b_seed1", "runs/a_seed0", "runs/b_seed0", "runs/data", "empty"})
+    std::filesystem::create_directories(dir.file(name));
+  for (const char* name : {"runs/b_seed1", "runs/a_seed0", "runs/b_seed0"})
+    cprfl::testing::write_text(dir.file(std::string(name) + "/metrics.jsonl"), "");
+  cprfl::testing::write_text(dir.file("runs/notes.txt"), "");
+  EXPECT_EQ(run_dirs_in(dir.file("runs")),
+            (std::vector<std::string>{dir.file("runs/a_seed0"), dir.file("runs/b_seed0"), dir.file("runs/b_seed1")}));
+  EXPECT_EQ(run_dirs_in(dir.file("runs/a_seed0")), std::vector<std::string>{dir.file("runs/a_seed0")});
+  EXPECT_EQ(run_dirs_in(dir.file("empty")), std::vector<std::string>{dir.file("empty")});
+  EXPECT_EQ(run_dirs_in(dir.file("absent")), std::vector<std::string>{dir.file("absent")});
+}
+
+namespace {
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+std::string shell_quoted(const std::string& path) { return "'" + path + "'"; }
+
+// A run folder whose last evaluated epoch has these raw and EMA figures (map, head, medium, tail).
+void write_run(const std::string& dir, const std::vector<double>& raw, const std::vector<double>& ema) {
+  std::filesystem::create_directories(dir);
+  auto group = [](const std::vector<double>& f) {
+    return nlohmann::json{{"map_pct", f[0]}, {"head_map_pct", f[1]}, {"medium_map_pct", f[2]}, {"tail_map_pct", f[3]}};
+  };
+  const nlohmann::json record = {{"epoch", 1}, {"test", group(raw)}, {"test_ema", group(ema)}};
+  cprfl::testing::write_text(dir + "/metrics.jsonl", record.dump() + "\n");
+}
+
+}  // namespace
+
+// summarize runs/: the run folders inside, not runs/metrics.jsonl; one run says n = 1.
+TEST(RunSummary, CommandScansAParentFolderAndSaysNIsOne) {
+  cprfl::testing::TempDir dir;
+  const std::string runs = dir.file("runs");
+  write_run(runs + "/asl_seed0", {60, 70, 50, 40}, {61, 71, 51, 41});
+  write_run(runs + "/asl_seed1", {62, 72, 52, 42}, {63, 73, 53, 43});
+  write_run(runs + "/bce_seed0", {50, 60, 40, 30}, {51.5, 61, 41, 31});
+  std::filesystem::create_directories(runs + "/fashion-lt");  // not a run: no metrics.jsonl
+  std::filesystem::create_directories(dir.file("nothing"));
+  const auto result = cprfl::testing::run_cprfl("summarize " + shell_quoted(runs) + " --json " + shell_quoted(dir.file("s.json")));
+  const auto missing = cprfl::testing::run_cprfl("summarize " + shell_quoted(dir.file("nothing")));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_TRUE(contains(result.output, "summarize: " + runs + " holds 3 run folder(s)")) << result.output;
+  EXPECT_TRUE(contains(result.output, "| asl | 2 | 62.00 ± 1.41 |")) << result.output;
+  EXPECT_TRUE(contains(result.output, "| bce | 1 | 51.50 (n = 1) | 61.00 (n = 1) | 41.00 (n = 1) | 31.00 (n = 1) |\n"))
+      << result.output;
+  EXPECT_FALSE(contains(result.output, "± 0.00")) << result.output;
+  const auto json = nlohmann::json::parse(cprfl::testing::read_text(dir.file("s.json")));
+  EXPECT_EQ(json["runs"].size(), 3u);
+  EXPECT_TRUE(json["variants"][1]["map_pct"]["std"].is_null()) << json.dump();
+
+  EXPECT_EQ(missing.exit_code, 1) << missing.output;  // an error while running
+  EXPECT_TRUE(contains(missing.output, "error: " + dir.file("nothing") + "/metrics.jsonl")) << missing.output;
 }

@@ -79,7 +79,7 @@ ClassStats compute_class_stats(const ImageList& list, const std::vector<std::str
 nlohmann::json to_json(const ClassStats& stats) {
   nlohmann::json classes = nlohmann::json::array();
   for (std::size_t c = 0; c < stats.names.size(); ++c) {
-    classes.push_back({{"id", c}, {"name", stats.names[c]}, {"count", stats.counts[c]},
+    classes.push_back({{"id", c}, {"name", stats.names[c]}, {"train_count", stats.counts[c]},
                        {"group", group_name(stats.groups[c])}});
   }
   nlohmann::json groups;

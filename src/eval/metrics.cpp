@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cprfl/common/error.h"
+#include "cprfl/common/text.h"
 
 namespace cprfl {
 namespace {
@@ -314,6 +315,46 @@ std::string format_report(const Metrics& m) {
     out << "\n";
   }
   return out.str();
+}
+
+std::string scores_record_path(const std::string& scores_path) { return scores_path + ".json"; }
+
+nlohmann::json to_json(const ScoresRecord& r) {
+  return {{"scores", r.logits ? "logits" : "probabilities"},
+          {"shape", r.shape},
+          {"classes", r.classes},
+          {"targets", r.targets},
+          {"model", r.model},
+          {"ema", r.ema},
+          {"list", r.list},
+          {"root", r.root}};
+}
+
+ScoresRecord read_scores_record(const std::string& path) {
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(read_text_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail_in(path, std::string("not a JSON scores record: ") + e.what());
+  }
+  if (!json.is_object()) fail_in(path, "not a JSON scores record (expected an object)");
+  ScoresRecord r;
+  const auto& kind = json.contains("scores") ? json["scores"] : nlohmann::json();
+  if (kind == "logits") r.logits = true;
+  else if (kind == "probabilities") r.logits = false;
+  else fail_in(path, "\"scores\" must be \"logits\" or \"probabilities\", got " + kind.dump());
+  try {
+    if (json.contains("shape")) r.shape = json["shape"].get<std::vector<std::int64_t>>();
+    if (json.contains("classes")) r.classes = json["classes"].get<std::vector<std::string>>();
+    if (json.contains("targets")) r.targets = json["targets"].get<std::string>();
+    if (json.contains("model")) r.model = json["model"].get<std::string>();
+    if (json.contains("ema")) r.ema = json["ema"].get<bool>();
+    if (json.contains("list")) r.list = json["list"].get<std::string>();
+    if (json.contains("root")) r.root = json["root"].get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    fail_in(path, std::string("unexpected scores record: ") + e.what());
+  }
+  return r;
 }
 
 }  // namespace cprfl

@@ -1,5 +1,6 @@
 #include "cprfl/eval/run_summary.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -49,6 +50,19 @@ RunFigures read_run_figures(const std::string& run_dir, bool prefer_ema) {
   return figures;
 }
 
+std::vector<std::string> run_dirs_in(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (fs::exists(fs::path(dir) / "metrics.jsonl", error) || !fs::is_directory(dir, error)) return {dir};
+  std::vector<std::string> runs;
+  for (fs::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+    if (it->is_directory(error) && fs::is_regular_file(it->path() / "metrics.jsonl", error)) runs.push_back(it->path().string());
+  }
+  std::sort(runs.begin(), runs.end());
+  if (runs.empty()) return {dir};
+  return runs;
+}
+
 std::vector<VariantSummary> summarize_runs(const std::vector<RunFigures>& runs) {
   std::vector<std::string> order;
   std::map<std::string, std::vector<const RunFigures*>> groups;
@@ -70,7 +84,7 @@ std::vector<VariantSummary> summarize_runs(const std::vector<RunFigures>& runs) 
       double squares = 0;
       for (auto* r : members) squares += (pick(r) - mean) * (pick(r) - mean);
       summary.mean[k] = mean;
-      summary.std[k] = members.size() > 1 ? std::sqrt(squares / static_cast<double>(members.size() - 1)) : 0.0;
+      summary.std[k] = members.size() > 1 ? std::sqrt(squares / static_cast<double>(members.size() - 1)) : std::nan("");
     }
     summaries.push_back(summary);
   }
@@ -83,7 +97,10 @@ std::string format_markdown(const std::vector<VariantSummary>& summaries) {
   for (const auto& s : summaries) {
     out += "| " + s.variant + " | " + std::to_string(s.runs);
     for (int k = 0; k < 4; ++k) {
-      std::snprintf(cell, sizeof cell, " | %.2f ± %.2f", s.mean[k], s.std[k]);
+      // One run has no spread: "n = 1", not "± 0.00". A figure no run recorded: "-".
+      if (std::isnan(s.mean[k])) std::snprintf(cell, sizeof cell, " | -");
+      else if (s.runs == 1) std::snprintf(cell, sizeof cell, " | %.2f (n = 1)", s.mean[k]);
+      else std::snprintf(cell, sizeof cell, " | %.2f ± %.2f", s.mean[k], s.std[k]);
       out += cell;
     }
     out += " |\n";
@@ -91,17 +108,22 @@ std::string format_markdown(const std::vector<VariantSummary>& summaries) {
   return out;
 }
 
+namespace {
+nlohmann::json number_or_null(double value) { return std::isnan(value) ? nlohmann::json(nullptr) : nlohmann::json(value); }
+}  // namespace
+
 nlohmann::json to_json(const std::vector<VariantSummary>& summaries, const std::vector<RunFigures>& runs) {
   nlohmann::json out = {{"variants", nlohmann::json::array()}, {"runs", nlohmann::json::array()}};
   const char* keys[4] = {"map_pct", "head_map_pct", "medium_map_pct", "tail_map_pct"};
   for (const auto& s : summaries) {
     nlohmann::json entry = {{"variant", s.variant}, {"runs", s.runs}};
-    for (int k = 0; k < 4; ++k) entry[keys[k]] = {{"mean", s.mean[k]}, {"std", s.std[k]}};
+    for (int k = 0; k < 4; ++k) entry[keys[k]] = {{"mean", number_or_null(s.mean[k])}, {"std", number_or_null(s.std[k])}};
     out["variants"].push_back(entry);
   }
   for (const auto& r : runs) {
-    out["runs"].push_back({{"run_dir", r.run_dir}, {"variant", r.variant}, {"ema", r.ema}, {keys[0], r.map},
-                           {keys[1], r.head}, {keys[2], r.medium}, {keys[3], r.tail}});
+    out["runs"].push_back({{"run_dir", r.run_dir}, {"variant", r.variant}, {"ema", r.ema}, {keys[0], number_or_null(r.map)},
+                           {keys[1], number_or_null(r.head)}, {keys[2], number_or_null(r.medium)},
+                           {keys[3], number_or_null(r.tail)}});
   }
   return out;
 }

@@ -92,4 +92,22 @@ nlohmann::json to_json(const Metrics& metrics);
 // Total/head/medium/tail mAP, the threshold and top-k metrics, then a per-class table.
 std::string format_report(const Metrics& metrics);
 
+// What a saved score matrix holds, in a record beside it: `eval --save-scores S.npy` writes
+// S.npy.json and `metrics --scores S.npy` follows it. JSON keys: "scores" ("logits" or
+// "probabilities"), "shape" [images, classes], "classes" (names in column order), "targets"
+// (the targets file's name, in the same folder), and where the scores came from with the
+// keys of `eval --json`: "model", "ema", "list", "root".
+struct ScoresRecord {
+  bool logits = true;
+  std::vector<std::int64_t> shape;
+  std::vector<std::string> classes;
+  std::string targets;
+  std::string model, list, root;
+  bool ema = false;
+};
+std::string scores_record_path(const std::string& scores_path);  // scores_path + ".json"
+nlohmann::json to_json(const ScoresRecord& record);
+// Reads a record; errors name `path` and the key at fault.
+ScoresRecord read_scores_record(const std::string& path);
+
 }  // namespace cprfl

@@ -20,11 +20,16 @@ struct RunFigures {
 // Reads <run_dir>/metrics.jsonl; `prefer_ema` takes test_ema when present.
 RunFigures read_run_figures(const std::string& run_dir, bool prefer_ema = true);
 
+// The run folders `dir` stands for: `dir` itself when it holds metrics.jsonl; else, when it is
+// a parent such as runs/, its sub-folders that hold one, sorted by name; else `dir` itself
+// (so that reading it names the missing dir/metrics.jsonl).
+std::vector<std::string> run_dirs_in(const std::string& dir);
+
 struct VariantSummary {
   std::string variant;
   int runs = 0;
   double mean[4] = {0, 0, 0, 0};  // total, head, medium, tail
-  double std[4] = {0, 0, 0, 0};
+  double std[4] = {0, 0, 0, 0};   // sample std; NaN for a single run (the table says n = 1, the JSON null)
 };
 
 std::vector<VariantSummary> summarize_runs(const std::vector<RunFigures>& runs);  // in first-seen order
