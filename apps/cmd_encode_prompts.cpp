@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "command.h"
+#include "cprfl/common/shipped_data.h"
 #include "cprfl/clip/prompts.h"
 #include "cprfl/data/list_file.h"
 #include "cprfl/io/npy.h"
@@ -32,7 +33,7 @@ Runner add_encode_prompts(CLI::App& root) {
   cmd->add_option("--vocab", options->vocab, "CLIP BPE merges file (.txt.gz)");
   return [options] {
     auto names = read_labels(options->labels);
-    auto embeddings = clip::encode_class_prompts(options->clip, names, options->template_text, options->vocab);
+    auto embeddings = clip::encode_class_prompts(options->clip, names, options->template_text, resolve_input_path(options->vocab));
     write_npy(options->out, embeddings);
     std::cout << "wrote " << options->out << ": " << embeddings.size(0) << " x " << embeddings.size(1)
               << " float32 (prompt \"" << clip::fill_prompt_template(options->template_text, names.front())

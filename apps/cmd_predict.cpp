@@ -42,7 +42,7 @@ Runner add_predict(CLI::App& root) {
   cmd->add_option("--format", options->format, "output format")->check(CLI::IsMember({"json", "csv"}));
   cmd->add_option("--out", options->out, "write here instead of standard output");
   cmd->add_option("--batch-size", options->predictor.batch_size, "images per forward pass")->check(at_least(1));
-  cmd->add_option("--workers", options->predictor.workers, "threads decoding the next batch while one is predicted (0 = decode first, then predict)")
+  cmd->add_option("--workers", options->predictor.workers, "threads decoding images ahead of the model (0 = none: decode on the main thread)")
       ->check(at_least(0));
   cmd->add_option("--on-bad-image", options->on_bad_image,
                   "an unreadable image: error (stop) or skip (leave it out of the output, with a warning)")

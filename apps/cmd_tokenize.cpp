@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "cprfl/common/shipped_data.h"
 #include "cprfl/clip/tokenizer.h"
 
 namespace cprfl::app {
@@ -26,7 +27,7 @@ Runner add_tokenize(CLI::App& root) {
       ->check(CLI::Range(2, 1 << 20));
   cmd->add_flag("--json", options->json, "print a JSON array of {\"text\", \"ids\"} instead");
   return [options] {
-    auto tokenizer = clip::ClipTokenizer::load(options->vocab);
+    auto tokenizer = clip::ClipTokenizer::load(resolve_input_path(options->vocab));
     nlohmann::json all = nlohmann::json::array();
     for (const auto& text : options->texts) {
       auto ids = tokenizer.tokenize(text, options->context);

@@ -2,12 +2,14 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <sstream>
 #include <thread>
 
 #include "command.h"
+#include "cprfl/common/shipped_data.h"
 #include "cprfl/common/error.h"
 #include "cprfl/common/text.h"
 
@@ -92,7 +94,12 @@ int main(int argc, char** argv) {
   app.fallthrough();
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   app.add_option("--threads", threads, "LibTorch intra-op threads (default: all cores)")->check(at_least(1));
-  app.set_version_flag("--version", "cprfl 0.1.0");
+  app.set_version_flag("--version", [] {
+    const std::string vocab = cprfl::find_shipped_data("data/clip/bpe_simple_vocab_16e6.txt.gz");
+    const std::string data = vocab.empty() ? "not found (set CPRFL_DATA_DIR)"
+                                           : std::filesystem::path(vocab).parent_path().parent_path().string();
+    return "cprfl 0.1.0\nshipped data: " + data;
+  });
 
   auto& registry = command_registry();
   std::sort(registry.begin(), registry.end(), [](auto& a, auto& b) { return a.name < b.name; });

@@ -23,12 +23,15 @@ else()
   set(CPRFL_OPENCV_LIBS ${CPRFL_OPENCV_IMGCODECS} ${CPRFL_OPENCV_IMGPROC} ${CPRFL_OPENCV_CORE})
 endif()
 
-add_library(cprfl_deps INTERFACE)
-target_include_directories(cprfl_deps SYSTEM INTERFACE ${CPRFL_OPENCV_INCLUDE} ${TORCH_INCLUDE_DIRS})
-target_link_libraries(cprfl_deps INTERFACE
-  ${TORCH_LIBRARIES} ${CPRFL_OPENCV_LIBS} CLI11::CLI11 yaml-cpp nlohmann_json::nlohmann_json
-  ZLIB::ZLIB JPEG::JPEG PkgConfig::UTF8PROC Threads::Threads)
-if(TORCH_CXX_FLAGS)
-  separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
-  target_compile_options(cprfl_deps INTERFACE ${_torch_flags})
+# (Also read by an installed cprfl's package config: the guard makes a second read harmless.)
+if(NOT TARGET cprfl_deps)
+  add_library(cprfl_deps INTERFACE)
+  target_include_directories(cprfl_deps SYSTEM INTERFACE ${CPRFL_OPENCV_INCLUDE} ${TORCH_INCLUDE_DIRS})
+  target_link_libraries(cprfl_deps INTERFACE
+    ${TORCH_LIBRARIES} ${CPRFL_OPENCV_LIBS} CLI11::CLI11 yaml-cpp nlohmann_json::nlohmann_json
+    ZLIB::ZLIB JPEG::JPEG PkgConfig::UTF8PROC Threads::Threads)
+  if(TORCH_CXX_FLAGS)
+    separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+    target_compile_options(cprfl_deps INTERFACE ${_torch_flags})
+  endif()
 endif()

@@ -142,3 +142,38 @@ TEST(CliRuns, PredictSkipsABrokenImageWhenAsked) {
   EXPECT_EQ(results[0]["image"], "photos/a.png");
   EXPECT_EQ(results[1]["image"], "photos/b.png");
 }
+
+// From a folder outside the repository: the shipped vocabulary and prompt embeddings are found,
+// and a missing Fashion-LT list says how to make it.
+TEST(CliRuns, ShippedDataIsFoundFromAnyFolder) {
+  TempDir dir;
+  InFolder here(dir.path());
+  auto tokens = run_cprfl("tokenize \"a dog\"");
+  EXPECT_EQ(tokens.exit_code, 0) << tokens.output;
+  EXPECT_NE(tokens.output.find("49406"), std::string::npos) << tokens.output;  // the start token
+  auto train = run_cprfl("train --config " + cprfl::testing::source_dir() + "/configs/fashion_lt_ci.yaml --quiet");
+  EXPECT_EQ(train.exit_code, 1) << train.output;
+  EXPECT_NE(train.output.find("runs/fashion-lt/labels.txt: no such file (data.labels); make the Fashion-LT benchmark "
+                              "first: cprfl make-fashion-lt --out runs/fashion-lt"),
+            std::string::npos) << train.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("runs")));
+}
+
+// Input paths in a config file are read beside it; outputs stay in the current folder.
+TEST(CliRuns, ConfigPathsAreRelativeToTheConfigFile) {
+  TinyRun run;
+  std::filesystem::create_directories(run.dir.file("project/configs"));
+  std::filesystem::create_directories(run.dir.file("elsewhere"));
+  std::filesystem::copy(run.dir.file("data"), run.dir.file("project/configs/data"), std::filesystem::copy_options::recursive);
+  auto config = cprfl::testing::tiny_config("data", "out");
+  config.set("data.root", "data", "test");
+  config.set("data.train_list", "data/train.txt", "test");
+  config.set("data.test_list", "data/test.txt", "test");
+  config.set("data.labels", "data/labels.txt", "test");
+  config.set("optim.epochs", "1", "test");
+  write_text(run.dir.file("project/configs/run.yaml"), config.to_yaml());
+  InFolder here(run.dir.file("elsewhere"));
+  auto result = run_cprfl("train --config ../project/configs/run.yaml --quiet");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_TRUE(std::filesystem::exists(run.dir.file("elsewhere/out/last.cprfl")));
+}

@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "cprfl/model/backbone_registry.h"
+#include "cprfl/config/options.h"
+#include "cprfl/config/prompt_setup.h"
 #include "cprfl/common/error.h"
 #include "cprfl/data/transforms.h"
 #include "cprfl/model/build.h"

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "cprfl/common/error.h"
+#include "cprfl/common/shipped_data.h"
 
 namespace cprfl::clip {
 namespace {
@@ -393,7 +394,7 @@ struct ClipTokenizer::State {
   std::vector<int> bpe(const std::string& word) const;
 };
 
-std::string default_vocab_path() { return std::string(CPRFL_SOURCE_DIR) + "/data/clip/bpe_simple_vocab_16e6.txt.gz"; }
+std::string default_vocab_path() { return resolve_input_path("data/clip/bpe_simple_vocab_16e6.txt.gz"); }
 
 ClipTokenizer::ClipTokenizer(std::unique_ptr<State> state) : state_(std::move(state)) {}
 ClipTokenizer::ClipTokenizer(ClipTokenizer&&) noexcept = default;

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cmath>
 #include <sstream>
 
@@ -254,7 +255,26 @@ void Config::merge_yaml_text(const std::string& text, const std::string& origin)
   }
 }
 
-void Config::merge_yaml_file(const std::string& path) { merge_yaml_text(read_text_file(path), path); }
+const std::vector<std::string>& input_path_keys() {
+  static const std::vector<std::string> keys = {"data.root",   "data.train_list",          "data.test_list", "data.labels",
+                                                "prompts.file", "prompts.checkpoint", "model.backbone_weights"};
+  return keys;
+}
+
+void Config::merge_yaml_file(const std::string& path) {
+  const auto before = values_;
+  merge_yaml_text(read_text_file(path), path);
+  // An input path the file sets is relative to the file's folder when it names something there;
+  // otherwise it is read as written (the current folder, then cprfl's shipped data).
+  const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  std::error_code error;
+  for (const auto& key : input_path_keys()) {
+    const std::string& value = values_.at(key);
+    if (value.empty() || value == before.at(key) || std::filesystem::path(value).is_absolute()) continue;
+    const std::filesystem::path beside = folder / value;
+    if (!folder.empty() && std::filesystem::exists(beside, error)) values_[key] = beside.lexically_normal().string();
+  }
+}
 
 bool Config::get_bool(const std::string& key) const {
   schema_entry(key, "config");

@@ -11,6 +11,7 @@
 #include "cprfl/clip/tokenizer.h"
 #include "cprfl/common/error.h"
 #include "cprfl/common/text.h"
+#include "cprfl/config/options.h"
 #include "cprfl/data/class_stats.h"
 #include "cprfl/data/list_file.h"
 #include "cprfl/io/torch_file.h"
@@ -251,16 +252,9 @@ ImportedOfficialModel import_official_state(const NamedTensors& state, const std
   config.set("prompts.template", options.prompt_template, origin);
   if (!options.train_list.empty()) config.set("data.train_list", options.train_list, origin);
 
-  CprflOptions model_options;
-  model_options.dim = a.dim;
-  model_options.prompt_hidden_ratio = config.get_float("model.tau");
-  model_options.interaction.depth = a.depth;
-  model_options.interaction.heads = a.heads;
-  model_options.interaction.head_dim = a.head_dim;
-  model_options.interaction.ffn_dim = a.ffn;
-  model_options.interaction.dropout = config.get_float("model.dropout");
-  model_options.interaction.residual = false;
-  imported.model = CprflModel(make_backbone(a.backbone).module, info.prompt_embeddings, model_options);
+  // Built from the config just written, as any model file is rebuilt (config/options.h).
+  auto built = std::dynamic_pointer_cast<CprflModelImpl>(build_model(model_options_of(config), info.prompt_embeddings.size(0), info.prompt_embeddings));
+  imported.model = CprflModel(built);
   load_official_weights(*imported.model, state, source);
   imported.model->eval();
   return imported;

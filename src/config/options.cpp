@@ -1,6 +1,7 @@
 #include "cprfl/config/options.h"
 
 #include "cprfl/common/error.h"
+#include "cprfl/common/shipped_data.h"
 #include "cprfl/common/text.h"
 
 namespace cprfl {
@@ -46,10 +47,10 @@ TransformConfig transform_config_of(const Config& config, bool train) {
 
 DataOptions data_options_of(const Config& config) {
   DataOptions data;
-  data.root = config.get_string("data.root");
-  data.train_list = config.get_string("data.train_list");
-  data.test_list = config.get_string("data.test_list");
-  data.labels = config.get_string("data.labels");
+  data.root = resolve_input_path(config.get_string("data.root"));
+  data.train_list = resolve_input_path(config.get_string("data.train_list"));
+  data.test_list = resolve_input_path(config.get_string("data.test_list"));
+  data.labels = resolve_input_path(config.get_string("data.labels"));
   data.val_fraction = config.get_float("data.val_fraction");
   if (!(data.val_fraction >= 0 && data.val_fraction < 1))
     throw Error("data.val_fraction must be in [0, 1), got " + std::to_string(data.val_fraction));
@@ -93,8 +94,8 @@ RunOptions run_options_of(const Config& config) {
   run.model = model_options_of(config);
 
   run.prompts.source = config.get_string("prompts.source");
-  run.prompts.file = config.get_string("prompts.file");
-  run.prompts.checkpoint = config.get_string("prompts.checkpoint");
+  run.prompts.file = resolve_input_path(config.get_string("prompts.file"));
+  run.prompts.checkpoint = resolve_input_path(config.get_string("prompts.checkpoint"));
   run.prompts.prompt_template = config.get_string("prompts.template");
   run.prompts.randn_dim = config.get_int("prompts.randn_dim");
   run.prompts.randn_norm = config.get_float("prompts.randn_norm");
@@ -131,7 +132,7 @@ RunOptions run_options_of(const Config& config) {
   train.select_best = config.get_string("train.select") == "best";
   train.eval_every = std::max<int64_t>(1, config.get_int("train.eval_every"));
   train.channels_last = config.get_bool("train.channels_last");
-  train.backbone_weights = config.get_string("model.backbone_weights");
+  train.backbone_weights = resolve_input_path(config.get_string("model.backbone_weights"));
   if (train.select_best && run.data.val_fraction <= 0)
     throw Error("train.select = best needs a validation split: set data.val_fraction (e.g. 0.1); the test list is never used for selection");
   return run;

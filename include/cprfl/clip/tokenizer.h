@@ -18,7 +18,7 @@ constexpr int kStartToken = 49406;  // <|startoftext|>
 constexpr int kEndToken = 49407;    // <|endoftext|>
 constexpr int kContextLength = 77;
 
-// The merges file shipped in the repository (under CPRFL_SOURCE_DIR).
+// The merges file shipped with cprfl (data/clip/, found as common/shipped_data.h says).
 std::string default_vocab_path();
 
 class ClipTokenizer {

@@ -29,6 +29,10 @@ class Config {
   Config();  // every key at its default
 
   // Overlays a YAML file (nested maps; leaves are scalars). Errors name the file and key.
+  // An input path it sets (input_path_keys) that names a file or folder beside the YAML file
+  // is taken from there; other relative paths are read from the current folder, then from
+  // cprfl's shipped data (common/shipped_data.h). Outputs (train.out_dir) stay relative to
+  // the current folder.
   void merge_yaml_file(const std::string& path);
   void merge_yaml_text(const std::string& text, const std::string& origin);
   // Sets one key from text ("key=value" on the command line); origin names where it came from.
@@ -52,6 +56,9 @@ class Config {
   const ConfigKey& schema_entry(const std::string& key, const std::string& origin) const;
   std::map<std::string, std::string> values_;  // canonical text of each value
 };
+
+// The keys that name input files or folders.
+const std::vector<std::string>& input_path_keys();
 
 // The valid key closest to `key` by edit distance (for "did you mean" messages).
 std::string nearest_config_key(const std::string& key);
