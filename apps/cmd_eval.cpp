@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "command.h"
+#include "cprfl/common/shipped_data.h"
 #include "cprfl/common/device.h"
 #include "cprfl/common/error.h"
 #include "cprfl/data/list_file.h"
@@ -61,8 +62,13 @@ Runner add_eval(CLI::App& root) {
     auto loaded = load_model_file(options->model, !options->no_ema);
     const auto& config = loaded.info.config;
     int num_classes = static_cast<int>(loaded.info.class_names.size());
-    std::string list_path = options->list.empty() ? config.get_string("data.test_list") : options->list;
-    std::string root_dir = options->root.empty() ? config.get_string("data.root") : options->root;
+    // The model's own test list unless told otherwise (read as training read it: common/shipped_data.h).
+    std::string list_path = options->list.empty() ? resolve_input_path(config.get_string("data.test_list")) : options->list;
+    std::string root_dir = options->root.empty() ? resolve_input_path(config.get_string("data.root")) : options->root;
+    std::error_code missing;
+    if (options->list.empty() && !std::filesystem::exists(list_path, missing))
+      fail_in(list_path, "no such file: the test list named in the model's config (data.test_list); pass --list and "
+                         "--root to evaluate on a list here");
     std::vector<std::string> labels = options->labels.empty() ? loaded.info.class_names : read_labels(options->labels);
     if (labels != loaded.info.class_names) {
       throw Error(options->labels + ": its classes differ from the model's (" +

@@ -62,12 +62,13 @@ Runner add_predict(CLI::App& root) {
     const auto& names = predictor.class_names();
     std::string text;
     if (options->format == "json") {
-      nlohmann::json results = nlohmann::json::array();
+      // Keys in reading order: the image, what was predicted (most probable first), then every class.
+      nlohmann::ordered_json results = nlohmann::ordered_json::array();
       for (const auto& prediction : predictions) {
-        nlohmann::json per_class = nlohmann::json::array();
+        nlohmann::ordered_json per_class = nlohmann::ordered_json::array();
         for (std::size_t c = 0; c < names.size(); ++c)
-          per_class.push_back({{"class", names[c]}, {"logit", prediction.logits[c]}, {"probability", prediction.probabilities[c]}});
-        results.push_back({{"image", prediction.image}, {"classes", per_class}, {"predicted", prediction.predicted}});
+          per_class.push_back({{"class", names[c]}, {"probability", prediction.probabilities[c]}, {"logit", prediction.logits[c]}});
+        results.push_back({{"image", prediction.image}, {"predicted", prediction.predicted}, {"classes", per_class}});
       }
       text = results.dump(2) + "\n";
     } else {

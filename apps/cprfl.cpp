@@ -90,6 +90,10 @@ int main(int argc, char** argv) {
   using namespace cprfl::app;
   CLI::App app{"cprfl — Category-Prompt Refined Feature Learning for long-tailed multi-label image classification"};
   app.option_defaults()->always_capture_default();
+  // Command-line mistakes read like every other error: "error: <what>".
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return "error: " + std::string(e.what()) + "\nRun with --help for more information.\n";
+  });
   app.require_subcommand(1);
   app.fallthrough();
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -431,6 +431,8 @@ TEST(Cli, ParseErrorsExitWithCli11sCodeAndNameTheFlag) {
     EXPECT_FALSE(result.signalled) << c.arguments;
     EXPECT_TRUE(contains(result.output, c.message)) << "cprfl " << c.arguments << "\n" << result.output;
     EXPECT_TRUE(contains(result.output, "Run with --help for more information.")) << c.arguments;
+    // The same prefix as every other error.
+    EXPECT_EQ(result.output.rfind("error: ", 0), 0u) << "cprfl " << c.arguments << "\n" << result.output;
   }
 }
 

@@ -97,6 +97,21 @@ TEST(CliRuns, CtrlCCheckpointsTheStepAndResumesToTheSameResult) {
   }
 }
 
+// eval of a model whose test list is not here says to pass --list and --root.
+TEST(CliRuns, EvalElsewhereSaysToPassAList) {
+  TinyRun run;
+  InFolder here(run.dir.path());
+  ASSERT_EQ(run_cprfl(run.train("run", "--set optim.epochs=1")).exit_code, 0);
+  std::filesystem::rename(run.dir.file("data/test.txt"), run.dir.file("moved.txt"));
+  auto result = run_cprfl("eval --model " + run.dir.file("run") + "/last.cprfl");
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find("test.txt: no such file: the test list named in the model's config (data.test_list); "
+                               "pass --list and --root"),
+            std::string::npos) << result.output;
+  auto given = run_cprfl("eval --model " + run.dir.file("run") + "/last.cprfl --list moved.txt --root data");
+  EXPECT_EQ(given.exit_code, 0) << given.output;
+}
+
 TEST(CliRuns, MissingInputsAreNamedBeforeARunFolderIsMade) {
   TinyRun run;
   InFolder here(run.dir.path());
@@ -137,7 +152,11 @@ TEST(CliRuns, PredictSkipsABrokenImageWhenAsked) {
   auto skipping = run_cprfl("predict --model " + model + " photos --on-bad-image skip --out p.json");
   ASSERT_EQ(skipping.exit_code, 0) << skipping.output;
   EXPECT_NE(skipping.output.find("predict: 2 image(s), 1 skipped as unreadable"), std::string::npos) << skipping.output;
-  auto results = nlohmann::json::parse(read_text(run.dir.file("p.json")));
+  const std::string text = read_text(run.dir.file("p.json"));
+  // Each entry reads image, predicted, then the classes.
+  EXPECT_LT(text.find("\"image\""), text.find("\"predicted\""));
+  EXPECT_LT(text.find("\"predicted\""), text.find("\"classes\""));
+  auto results = nlohmann::json::parse(text);
   ASSERT_EQ(results.size(), 2u);
   EXPECT_EQ(results[0]["image"], "photos/a.png");
   EXPECT_EQ(results[1]["image"], "photos/b.png");

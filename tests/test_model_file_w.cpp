@@ -6,6 +6,7 @@
 #include "cprfl/config/options.h"
 #include "cprfl/io/state_dict.h"
 #include "cprfl/model/cprfl.h"
+#include "cprfl/optim/optim.h"
 #include "test_support.h"
 #include "tiny_dataset.h"
 
@@ -64,9 +65,34 @@ TEST(ModelFileW, Format1FilesStillLoad) {
   TensorFile old = saved.file;
   old.meta["model_format"] = 1;
   old.tensors[kWeightsW] = old.tensors.at("prompts/W").clone();
-  old.tensors[kEmaW] = old.tensors.at("prompts/W").clone();
+  // The EMA copy of a format-1 file drifted by rounding (W averaged with itself each step):
+  // within 4·2⁻²⁴/(1 − decay) relative it is the same W (tiny config: decay 0.9 → 2.4e-6).
+  old.tensors[kEmaW] = old.tensors.at("prompts/W") * (1 + 3e-7);
   EXPECT_TRUE(torch::equal(scores(old), scores(saved.file)));
   EXPECT_NO_THROW(model_from_tensor_file(old, "old.cprfl", /*prefer_ema=*/true));
+  old.tensors[kEmaW] = old.tensors.at("prompts/W") * (1 + 1e-5);
+  auto message = error_of([&] { model_from_tensor_file(old, "old.cprfl", /*prefer_ema=*/true); });
+  EXPECT_NE(message.find("holds two different prompt embeddings"), std::string::npos) << message;
+}
+
+// The EMA copies W instead of averaging it: it stays exactly the model's W.
+TEST(ModelFileW, EmaKeepsWExact) {
+  Config config = cprfl::testing::tiny_config("data", "run");
+  auto w = torch::randn({4, 12});
+  auto model = build_model(config, 4, w), average = build_model(config, 4, w);
+  WeightEma ema(*average, *model, 0.9);
+  for (int step = 0; step < 20; ++step) {
+    torch::NoGradGuard no_grad;
+    for (auto& parameter : model->parameters()) parameter.add_(0.01);
+    ema.update(*model);
+  }
+  for (const auto& [name, tensor] : named_state(*average))
+    if (name == kPromptEmbeddingsKey) EXPECT_TRUE(torch::equal(tensor, w));
+  // (the parameters are averaged: they moved, but less than the model's)
+  auto model_state = named_state(*model), average_state = named_state(*average);
+  for (std::size_t i = 0; i < model_state.size(); ++i)
+    if (model_state[i].first == "fc.weight" || model_state[i].first == "label_emb.0.weight")
+      EXPECT_FALSE(torch::equal(model_state[i].second, average_state[i].second)) << model_state[i].first;
 }
 
 TEST(ModelFileW, TwoDifferentCopiesAreRefused) {

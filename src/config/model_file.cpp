@@ -1,5 +1,8 @@
 #include "cprfl/config/model_file.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "cprfl/common/error.h"
 #include "cprfl/config/options.h"
 #include "cprfl/model/cprfl.h"
@@ -20,17 +23,37 @@ std::map<std::string, torch::Tensor> weights_without_w(const NamedTensors& named
   return out;
 }
 
+// A format-1 file's EMA weights hold W averaged with itself every step, which drifts by
+// rounding: each update errs by at most ~2 ulp and the average forgets errors at rate
+// (1 − decay), so the copy stays within 4·2⁻²⁴/(1 − decay) of W, relative. The raw weights'
+// copy is never updated: it must be equal.
+double w_copy_tolerance(const TensorFile& file, const std::string& prefix) {
+  if (prefix != "ema/") return 0;
+  double decay = 0.998;
+  const auto& config = file.meta.value("config", nlohmann::json::object());
+  if (config.contains("optim") && config["optim"].contains("ema_decay") && config["optim"]["ema_decay"].is_number())
+    decay = config["optim"]["ema_decay"].get<double>();
+  return 4.0 * std::ldexp(1.0, -24) / std::max(1.0 - decay, 1e-6);
+}
+
 // The weights under `prefix`, with W put back from prompts/W. A format-1 file's own copy of
-// W must equal prompts/W: two different W would leave no way to tell which one was meant.
+// W must equal prompts/W (the EMA copy within its rounding drift, above): two different W
+// would leave no way to tell which one was meant.
 std::map<std::string, torch::Tensor> weights_with_w(const TensorFile& file, const std::string& prefix,
                                                     const torch::Tensor& w, const std::string& what) {
-  // (prompt_embeddings is undefined for the linear head: nothing to put back)
+  // (w is undefined for the linear head: nothing to put back)
   auto weights = tensors_with_prefix(file, prefix);
   if (!w.defined()) return weights;
   auto copy = weights.find(kPromptEmbeddingsKey);
-  if (copy != weights.end() && !(copy->second.sizes() == w.sizes() && torch::equal(copy->second.to(torch::kFloat), w)))
-    fail_in(what, std::string("holds two different prompt embeddings (prompts/W and ") + prefix + kPromptEmbeddingsKey +
-                      "); re-save it from a trusted copy — format 2 stores W once");
+  if (copy != weights.end()) {
+    const double tolerance = w_copy_tolerance(file, prefix);
+    const bool same = copy->second.sizes() == w.sizes() &&
+                      (tolerance == 0 ? torch::equal(copy->second.to(torch::kFloat), w)
+                                      : torch::allclose(copy->second.to(torch::kFloat), w, tolerance, 1e-7));
+    if (!same)
+      fail_in(what, std::string("holds two different prompt embeddings (prompts/W and ") + prefix + kPromptEmbeddingsKey +
+                        "); re-save it from a trusted copy — format 2 stores W once");
+  }
   weights[kPromptEmbeddingsKey] = w;
   return weights;
 }

@@ -2,6 +2,7 @@
 
 #include "cprfl/common/error.h"
 #include "cprfl/model/classifier.h"
+#include "cprfl/model/cprfl.h"
 #include "cprfl/io/state_dict.h"
 
 namespace cprfl {
@@ -63,6 +64,9 @@ WeightEma::WeightEma(torch::nn::Module& average, const torch::nn::Module& model,
   for (std::size_t i = 0; i < target.size(); ++i) {
     target[i].second.copy_(source[i].second);
     average_.push_back(target[i].second);
+    // W is a constant: averaging it would only add rounding (d·x + (1−d)·x ≠ x in float32),
+    // and the model file keeps one exact W for both sets of weights.
+    averaged_.push_back(target[i].second.is_floating_point() && target[i].first != kPromptEmbeddingsKey);
   }
 }
 
@@ -71,7 +75,7 @@ void WeightEma::update(const torch::nn::Module& model) {
   auto source = named_state(model);
   for (std::size_t i = 0; i < average_.size(); ++i) {
     auto& average = average_[i];
-    if (average.is_floating_point())
+    if (averaged_[i])
       average.mul_(decay_).add_(source[i].second.detach(), 1.0 - decay_);
     else
       average.copy_(source[i].second);

@@ -33,7 +33,8 @@ void apply_schedule(OptimizerBundle& bundle, const LrSchedule& schedule, std::in
 
 // Exponential moving average of every parameter and floating buffer, kept in a second
 // instance of the model so it can be evaluated directly:
-// average = decay * average + (1 - decay) * current; integer buffers are copied.
+// average = decay * average + (1 - decay) * current; integer buffers and the constant W
+// (model/cprfl.h, kPromptEmbeddingsKey) are copied.
 class WeightEma {
  public:
   WeightEma(torch::nn::Module& average, const torch::nn::Module& model, double decay);
@@ -43,6 +44,7 @@ class WeightEma {
  private:
   double decay_;
   std::vector<torch::Tensor> average_;  // aliases of the average model's tensors, in named_state order
+  std::vector<bool> averaged_;          // false: copied (integer buffers, W)
 };
 
 }  // namespace cprfl
