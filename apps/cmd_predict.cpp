@@ -1,4 +1,6 @@
 // cprfl predict: class scores for image files (or every image in a folder).
+#include <charconv>
+#include <cstdlib>
 #include <iostream>
 #include <unistd.h>
 #include <memory>
@@ -22,6 +24,15 @@ struct PredictOptions {
   std::string on_bad_image = "error";
   bool no_ema = false;
 };
+
+// A float as the shortest decimal that reads back as the same float (0.6429469, not
+// 0.6429468989372253): every digit shown carries information.
+double shortest(float value) {
+  char text[32];
+  auto end = std::to_chars(text, text + sizeof text, value).ptr;
+  *end = '\0';
+  return std::strtod(text, nullptr);
+}
 
 std::string csv_field(const std::string& text) {
   if (text.find_first_of(",\"\n") == std::string::npos) return text;
@@ -67,7 +78,8 @@ Runner add_predict(CLI::App& root) {
       for (const auto& prediction : predictions) {
         nlohmann::ordered_json per_class = nlohmann::ordered_json::array();
         for (std::size_t c = 0; c < names.size(); ++c)
-          per_class.push_back({{"class", names[c]}, {"probability", prediction.probabilities[c]}, {"logit", prediction.logits[c]}});
+          per_class.push_back({{"class", names[c]}, {"probability", shortest(prediction.probabilities[c])},
+                              {"logit", shortest(prediction.logits[c])}});
         results.push_back({{"image", prediction.image}, {"predicted", prediction.predicted}, {"classes", per_class}});
       }
       text = results.dump(2) + "\n";

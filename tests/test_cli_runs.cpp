@@ -5,8 +5,10 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
+#include <regex>
 
 #include <nlohmann/json.hpp>
 
@@ -157,6 +159,15 @@ TEST(CliRuns, PredictSkipsABrokenImageWhenAsked) {
   EXPECT_LT(text.find("\"image\""), text.find("\"predicted\""));
   EXPECT_LT(text.find("\"predicted\""), text.find("\"classes\""));
   auto results = nlohmann::json::parse(text);
+  // Probabilities as the shortest decimal of the float: at most 9 significant digits.
+  for (const auto& entry : results[0]["classes"]) {
+    const std::string number = entry["probability"].dump();
+    const std::string mantissa = number.substr(0, number.find_first_of("eE"));
+    const auto first = mantissa.find_first_not_of("0.");
+    int digits = 0;
+    for (std::size_t i = first; i != std::string::npos && i < mantissa.size(); ++i) digits += std::isdigit(mantissa[i]) ? 1 : 0;
+    EXPECT_LE(digits, 9) << number;
+  }
   ASSERT_EQ(results.size(), 2u);
   EXPECT_EQ(results[0]["image"], "photos/a.png");
   EXPECT_EQ(results[1]["image"], "photos/b.png");
@@ -195,4 +206,22 @@ TEST(CliRuns, ConfigPathsAreRelativeToTheConfigFile) {
   auto result = run_cprfl("train --config ../project/configs/run.yaml --quiet");
   EXPECT_EQ(result.exit_code, 0) << result.output;
   EXPECT_TRUE(std::filesystem::exists(run.dir.file("elsewhere/out/last.cprfl")));
+}
+
+// Progress on stderr (not a terminal: a plain line every 10%): '–' until the loss is first
+// read, the learning rate in scientific form; --quiet drops the bars but keeps the epoch's mAP line.
+TEST(CliRuns, ProgressLinesAndQuiet) {
+  TinyRun run;
+  InFolder here(run.dir.path());
+  auto shown = run_cprfl("train --config " + run.config_path + " --set train.out_dir=" + run.dir.file("a") +
+                         " --epochs-this-run 1");
+  ASSERT_EQ(shown.exit_code, 0) << shown.output;
+  EXPECT_NE(shown.output.find("epoch 1/3"), std::string::npos) << shown.output;
+  EXPECT_NE(shown.output.find("loss – lr "), std::string::npos) << shown.output;
+  EXPECT_TRUE(std::regex_search(shown.output, std::regex("lr [0-9]\\.[0-9]{2}e-0[0-9]"))) << shown.output;
+  auto quiet = run_cprfl("train --config " + run.config_path + " --quiet --set train.out_dir=" + run.dir.file("b") +
+                         " --epochs-this-run 1");
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.output;
+  EXPECT_EQ(quiet.output.find("epoch 1/3"), std::string::npos) << quiet.output;
+  EXPECT_NE(quiet.output.find("  test mAP "), std::string::npos) << quiet.output;
 }
