@@ -39,7 +39,7 @@ Runner add_eval(CLI::App& root) {
   cmd->add_option("--model", options->model, "model file or checkpoint (.cprfl)")->required();
   cmd->add_option("--list", options->list, "list file to evaluate (default: data.test_list of the model's config)");
   cmd->add_option("--labels", options->labels, "labels file of the list; must name the model's classes in its order");
-  cmd->add_option("--device", options->device, "compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--device", options->device, "compute device: auto, cpu, cuda or cuda:N")->check(device_name());
   cmd->add_option("--root", options->root, "folder the list's paths are relative to (default: data.root of the config)");
   cmd->add_option("--json", options->json, "write the full metrics as JSON here, with the model, ema, list and root used");
   cmd->add_option("--save-scores", options->scores,
@@ -83,9 +83,11 @@ Runner add_eval(CLI::App& root) {
     loader_options.shuffle = false;
     loader_options.workers = options->workers;
     loader_options.bad_images = bad_image_policy_named(options->on_bad_image);
-    DataLoader loader(dataset, loader_options);
     auto device = pick_device(options->device);
+    loader_options.pin_memory = device.is_cuda();
+    DataLoader loader(dataset, loader_options);
     loaded.model->to(device);
+    if (device.is_cuda()) allow_cuda_tf32(false);  // float32 scores match the CPU's (README, CUDA)
     auto predictions = predict_all(*loaded.model, loader, device, "eval");
     MetricsOptions metric_options;
     metric_options.threshold = options->threshold;

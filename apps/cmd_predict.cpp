@@ -59,7 +59,7 @@ Runner add_predict(CLI::App& root) {
                   "an unreadable image: error (stop) or skip (leave it out of the output, with a warning)")
       ->check(CLI::IsMember({"error", "skip"}));
   cmd->add_flag("--no-ema", options->no_ema, "use the raw weights instead of the EMA weights");
-  cmd->add_option("--device", options->predictor.device, "compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--device", options->predictor.device, "compute device: auto, cpu, cuda or cuda:N")->check(device_name());
   return [options] {
     if (!options->out.empty()) check_output_path(options->out);  // before the work, not after it
     options->predictor.use_ema = !options->no_ema;

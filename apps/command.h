@@ -30,5 +30,7 @@ struct RegisterCommand {
 // least 1, got 0"), instead of CLI11's "not in range 0.000000 to 1797693…".
 CLI::Validator at_least(long long minimum);
 CLI::Validator between(double low, double high);
+// auto | cpu | cuda | cuda:N (common/device.h).
+CLI::Validator device_name();
 
 }  // namespace cprfl::app

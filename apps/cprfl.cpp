@@ -1,5 +1,6 @@
 // cprfl: the command-line tool. Thin: it parses flags and calls the library.
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -9,8 +10,9 @@
 #include <thread>
 
 #include "command.h"
-#include "cprfl/common/shipped_data.h"
+#include "cprfl/common/device.h"
 #include "cprfl/common/error.h"
+#include "cprfl/common/shipped_data.h"
 #include "cprfl/common/text.h"
 
 namespace cprfl::app {
@@ -46,6 +48,10 @@ CLI::Validator between(double low, double high) {
         return "";
       },
       "in [" + format(low) + ", " + format(high) + "]");
+}
+
+CLI::Validator device_name() {
+  return CLI::Validator([](std::string& text) { return cprfl::device_name_problem(text); }, "auto|cpu|cuda|cuda:N");
 }
 
 namespace {
@@ -102,7 +108,8 @@ int main(int argc, char** argv) {
     const std::string vocab = cprfl::find_shipped_data("data/clip/bpe_simple_vocab_16e6.txt.gz");
     const std::string data = vocab.empty() ? "not found (set CPRFL_DATA_DIR)"
                                            : std::filesystem::path(vocab).parent_path().parent_path().string();
-    return "cprfl 0.1.0\nshipped data: " + data;
+    return "cprfl 0.1.0\nshipped data: " + data + "\nLibTorch " + TORCH_VERSION +
+           ", CUDA GPUs visible: " + std::to_string(torch::cuda::device_count());
   });
 
   auto& registry = command_registry();

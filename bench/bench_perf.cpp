@@ -42,6 +42,7 @@
 #include "cprfl/clip/token_tensor.h"
 #include "cprfl/clip/tokenizer.h"
 #include "cprfl/common/autocast.h"
+#include "cprfl/common/torch_compat.h"
 #include "cprfl/config/config.h"
 #include "cprfl/config/options.h"
 #include "cprfl/config/prompt_setup.h"
@@ -97,7 +98,7 @@ json case_flops(const Setup& setup) {
   return out;
 }
 
-// Fused attention: LibTorch 1.13's at::_scaled_dot_product_attention against the explicit
+// Fused attention (LibTorch's scaled-dot-product kernel) against the explicit
 // matmul-softmax-matmul, on the official head's shapes at batch 1 (80 queries, 276 keys).
 json case_attention(const Setup& setup, int reps) {
   const int64_t heads = setup.config.get_int("model.heads"), dh = setup.config.get_int("model.head_dim");
@@ -108,10 +109,10 @@ json case_attention(const Setup& setup, int reps) {
   auto explicit_attention = [&] {
     return torch::matmul(torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(dh))), -1), v);
   };
-  auto fused = [&] { return std::get<0>(at::_scaled_dot_product_attention(q, k, v)); };
+  auto fused = [&] { return torch_compat::scaled_dot_product_attention(q, k, v); };
   double diff = (explicit_attention() - fused()).abs().max().item<double>();
   return {{"explicit", summary_of(time_calls([&] { explicit_attention(); }, 5, reps))},
-          {"sdpa_1_13", summary_of(time_calls([&] { fused(); }, 5, reps))},
+          {"sdpa", summary_of(time_calls([&] { fused(); }, 5, reps))},
           {"max_abs_diff", diff}};
 }
 
@@ -257,8 +258,7 @@ json case_bf16(const Setup& setup, int runs) {
   const int64_t batch = setup.name == "A" ? setup.micro_batch : 1;
   auto images = torch::randn({batch, 3, setup.image_size, setup.image_size});
   auto autocast = [](bool on) {
-    at::autocast::set_cpu_enabled(on);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    torch_compat::set_autocast(torch::kCPU, on);
     if (!on) at::autocast::clear_cache();
   };
   try {
@@ -293,15 +293,8 @@ json case_bf16(const Setup& setup, int runs) {
 // inference form (W and P cached, prompt rows only, BatchNorm folded, channels-last), and the
 // text encoder alone: all 77 positions against the exact early stop at the end token.
 json case_authors_way(const Setup& setup, int reps) {
-  clip::ClipTextArchitecture architecture;
-  architecture.context_length = 77;
-  architecture.vocab_size = 49408;
-  architecture.width = 512;
-  architecture.layers = 12;
-  architecture.heads = 8;
-  architecture.embed_dim = 1024;  // RN50's text projection = the width of W in data/prompts/*_clip_rn50.npy
   torch::manual_seed(0);
-  clip::ClipTextEncoder encoder(architecture);
+  clip::ClipTextEncoder encoder(clip_rn50_text_architecture());
   encoder->eval();
   std::vector<std::string> names;
   {
@@ -314,17 +307,9 @@ json case_authors_way(const Setup& setup, int reps) {
 
   auto authors = make_inference_model(setup, "inference_mode_full_vsi");
   auto ours = make_inference_model(setup, "fold_bn_channels_last");
-  auto* model = dynamic_cast<CprflModelImpl*>(authors.model.get());
-  if (!model) throw std::runtime_error("the authors' way needs a CPRFL model");
   auto image = torch::randn({1, 3, setup.image_size, setup.image_size});
   torch::InferenceMode guard;
-  auto authors_forward = [&] {
-    auto prompts = model->label_emb->forward(encoder->encode_all_positions(tokens));
-    auto visual = model->visual_tokens(image);
-    auto z = torch::cat({visual, prompts.unsqueeze(0)}, 1);
-    for (const auto& layer : *model->attention->layers) z = layer->as<InteractionLayerImpl>()->forward(z);
-    return CprflModelImpl::score(z.slice(1, visual.size(1)), prompts);
-  };
+  auto authors_forward = [&] { return authors_way_forward(*authors.model, encoder, tokens, image); };
   // Same weights W-side: the authors' W comes from the (random) encoder, so compare the two
   // forms on the encoder's W only for timing; scores are checked equal elsewhere.
   // The authors' way takes seconds a call: 1 warm-up + 5 timed calls of it and of the encoder.

@@ -163,4 +163,26 @@ std::string temp_folder(const std::string& tag) {
   return path.string();
 }
 
+clip::ClipTextArchitecture clip_rn50_text_architecture() {
+  clip::ClipTextArchitecture architecture;
+  architecture.context_length = 77;
+  architecture.vocab_size = 49408;
+  architecture.width = 512;
+  architecture.layers = 12;
+  architecture.heads = 8;
+  architecture.embed_dim = 1024;  // RN50's text projection = the width of W in data/prompts/*_clip_rn50.npy
+  return architecture;
+}
+
+torch::Tensor authors_way_forward(MultiLabelClassifier& model, clip::ClipTextEncoder& encoder, const torch::Tensor& tokens,
+                                  const torch::Tensor& images) {
+  auto* cprfl_model = dynamic_cast<CprflModelImpl*>(&model);
+  if (!cprfl_model) throw std::runtime_error("the authors' way needs a CPRFL model");
+  auto prompts = cprfl_model->label_emb->forward(encoder->encode_all_positions(tokens));
+  auto visual = cprfl_model->visual_tokens(images);
+  auto z = torch::cat({visual, prompts.unsqueeze(0).expand({visual.size(0), -1, -1})}, 1);
+  for (const auto& layer : *cprfl_model->attention->layers) z = layer->as<InteractionLayerImpl>()->forward(z);
+  return CprflModelImpl::score(z.slice(1, visual.size(1)), prompts);
+}
+
 }  // namespace cprfl::bench

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cprfl/clip/text_encoder.h"
 #include "cprfl/config/config.h"
 #include "cprfl/model/classifier.h"
 
@@ -49,5 +50,11 @@ void with_mode(bool inference_mode, const std::function<void()>& body);
 std::vector<std::string> write_images(const Setup& setup, const std::string& folder, int count);
 
 std::string temp_folder(const std::string& tag);
+
+// The authors' way of scoring (the benchmarks' peer): the frozen CLIP RN50 text tower run on
+// every forward over all 77 positions, its rows through PI, then VSI over all v + c rows.
+clip::ClipTextArchitecture clip_rn50_text_architecture();
+torch::Tensor authors_way_forward(MultiLabelClassifier& model, clip::ClipTextEncoder& encoder, const torch::Tensor& tokens,
+                                  const torch::Tensor& images);
 
 }  // namespace cprfl::bench

@@ -34,4 +34,12 @@ if(NOT TARGET cprfl_deps)
     separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
     target_compile_options(cprfl_deps INTERFACE ${_torch_flags})
   endif()
+  # LibTorch from the PyPI wheel finds CUDA's libraries (NCCL, cuDNN, cuBLAS, ...) in the
+  # sibling site-packages/nvidia/*/lib folders through its own RPATH at run time. The linker
+  # must be pointed at the same folders, or it resolves libnccl.so.2 to the CUDA toolkit's
+  # older copy and stops on symbols that copy lacks.
+  file(GLOB _wheel_cuda_lib_dirs LIST_DIRECTORIES true "${TORCH_INSTALL_PREFIX}/../nvidia/*/lib")
+  foreach(_dir IN LISTS _wheel_cuda_lib_dirs)
+    target_link_options(cprfl_deps INTERFACE "LINKER:-rpath-link,${_dir}")
+  endforeach()
 endif()

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "cprfl/common/torch_compat.h"
 #include "cprfl/data/list_file.h"
 #include "cprfl/data/loader.h"
 #include "cprfl/config/model_file.h"
@@ -114,9 +115,7 @@ AdamState adam_state_of(const std::string& run_dir) {
   AdamState out;
   auto& state = bundle.optimizer->state();
   for (const auto& item : loaded.model->named_parameters(true)) {
-    std::ostringstream key;  // libtorch keys optimizer state by the parameter's TensorImpl address
-    key << item.value().unsafeGetTensorImpl();
-    auto found = state.find(key.str());
+    auto found = state.find(torch_compat::optimizer_state_key(*bundle.optimizer, item.value()));
     if (found == state.end()) continue;  // no gradient reached it
     auto& adam = static_cast<torch::optim::AdamWParamState&>(*found->second);
     out.exp_avg.emplace(item.key(), adam.exp_avg().contiguous());

@@ -92,7 +92,9 @@ std::vector<ConfigKey> build_schema() {
        "split each batch into this many forward/backward passes whose gradients add up to the batch's (less memory, same result)", {}},
       // run
       {"train.seed", VT::kInt, "0", "seed for initialisation, data order and augmentation", {}},
-      {"train.device", VT::kString, "auto", "compute device", {"auto", "cpu", "cuda"}},
+      {"train.device", VT::kString, "auto", "compute device: auto (CUDA when a GPU is visible), cpu, cuda or cuda:N", {}},
+      {"train.tf32", VT::kBool, "false",
+       "CUDA: let float32 matrix products and convolutions use TF32 (faster on Ampere and later, ~1e-3 relative error)", {}},
       {"train.out_dir", VT::kString, "runs/train", "folder for checkpoints and metrics.jsonl", {}},
       {"train.select", VT::kString, "last", "which checkpoint is 'best' (best needs data.val_fraction > 0)", {"last", "best"}},
       {"train.eval_every", VT::kInt, "1", "evaluate every N epochs (the last epoch always)", {}},

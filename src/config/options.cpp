@@ -1,5 +1,6 @@
 #include "cprfl/config/options.h"
 
+#include "cprfl/common/device.h"
 #include "cprfl/common/error.h"
 #include "cprfl/common/shipped_data.h"
 #include "cprfl/common/text.h"
@@ -128,6 +129,8 @@ RunOptions run_options_of(const Config& config) {
   auto& train = run.train;
   train.seed = static_cast<uint64_t>(config.get_int("train.seed"));
   train.device = config.get_string("train.device");
+  if (auto problem = device_name_problem(train.device); !problem.empty()) throw Error("train.device: " + problem);
+  train.tf32 = config.get_bool("train.tf32");
   train.out_dir = config.get_string("train.out_dir");
   train.select_best = config.get_string("train.select") == "best";
   train.eval_every = std::max<int64_t>(1, config.get_int("train.eval_every"));

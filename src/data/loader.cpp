@@ -166,6 +166,9 @@ void DataLoader::load_row(Run& run, Slot& slot, std::int64_t sample) const {
 // faults, more than a tenth of the time it takes to decode and augment its images.
 torch::Tensor DataLoader::image_buffer(std::int64_t rows) {
   int size = dataset_->image_size();
+  // Pinned batches come from LibTorch's pinned-memory cache, which already recycles blocks
+  // and, unlike the pool below, knows when an asynchronous copy out of one has finished.
+  if (options_.pin_memory) return torch::empty({rows, 3, size, size}, torch::TensorOptions(torch::kFloat32).pinned_memory(true));
   if (rows != options_.batch_size) return torch::empty({rows, 3, size, size}, torch::kFloat32);
   for (const torch::Tensor& buffer : image_buffers_)
     if (buffer.use_count() == 1 && buffer.storage().use_count() == 1) return buffer;
@@ -181,7 +184,7 @@ DataLoader::Slot DataLoader::make_slot(const Run& run, std::int64_t batch) {
   std::int64_t rows = std::min<std::int64_t>(options_.batch_size, static_cast<std::int64_t>(run.samples.size()) - begin);
   Slot slot;
   slot.images = image_buffer(rows);
-  slot.targets = torch::empty({rows, dataset_->num_classes()}, torch::kFloat32);
+  slot.targets = torch::empty({rows, dataset_->num_classes()}, torch::TensorOptions(torch::kFloat32).pinned_memory(options_.pin_memory));
   slot.indices.assign(run.samples.begin() + begin, run.samples.begin() + begin + rows);
   slot.failures.resize(static_cast<std::size_t>(rows));
   slot.remaining = rows;

@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "cprfl/common/device.h"
 #include "cprfl/common/progress.h"
 
 namespace cprfl {
@@ -17,7 +18,7 @@ Predictions predict_all(MultiLabelClassifier& model, DataLoader& loader, const t
   if (!label.empty()) bar = std::make_unique<ProgressBar>(label, static_cast<int64_t>(loader.dataset().size()), "img");
   int64_t done = 0;
   while (auto batch = loader.next()) {
-    logits.push_back(model.forward(batch->images.to(device)).to(torch::kCPU, torch::kFloat));
+    logits.push_back(model.forward(to_device(batch->images, device)).to(torch::kCPU, torch::kFloat));
     targets.push_back(batch->targets);
     done += batch->images.size(0);
     if (bar) bar->update(done);

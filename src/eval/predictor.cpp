@@ -40,6 +40,7 @@ Predictor::Predictor(const std::string& model_path, const PredictorOptions& opti
     : path_(model_path), options_(options), loaded_(load_model_file(model_path, options.use_ema)),
       device_(pick_device(options.device)) {
   loaded_.model->to(device_);
+  if (device_.is_cuda()) allow_cuda_tf32(false);  // float32 scores match the CPU's (README, CUDA)
   // Folded BatchNorm and channels-last weights: same scores, faster (bench/results/perf.json).
   prepare_for_inference(*loaded_.model);
 }
@@ -63,6 +64,7 @@ std::vector<ImagePrediction> Predictor::predict(const std::vector<std::string>& 
   loader_options.shuffle = false;
   loader_options.workers = options_.workers;
   loader_options.bad_images = options_.on_bad_image;
+  loader_options.pin_memory = device_.is_cuda();
   DataLoader loader(dataset, loader_options);
   loader.start_epoch(0);
   std::vector<ImagePrediction> out(files.size());
@@ -73,7 +75,7 @@ std::vector<ImagePrediction> Predictor::predict(const std::vector<std::string>& 
   while (auto batch = loader.next()) {
     seen = batch->position * options_.batch_size + static_cast<int64_t>(loader_options.batch_size);
     if (bar) bar->update(std::min<int64_t>(seen, static_cast<int64_t>(files.size())));
-    auto logits = loaded_.model->forward(batch->images.to(device_)).to(torch::kCPU, torch::kFloat).contiguous();
+    auto logits = loaded_.model->forward(to_device(batch->images, device_)).to(torch::kCPU, torch::kFloat).contiguous();
     auto probabilities = torch::sigmoid(logits);
     auto logit_rows = logits.accessor<float, 2>();
     auto probability_rows = probabilities.accessor<float, 2>();

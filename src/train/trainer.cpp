@@ -44,7 +44,7 @@ std::pair<ImageList, ImageList> split_validation(const ImageList& list, double f
 }
 
 std::unique_ptr<DataLoader> make_loader(const RunOptions& options, ImageList list, int num_classes, bool train,
-                                        int64_t batch_size) {
+                                        int64_t batch_size, bool pin_memory) {
   const DataOptions& data = options.data;
   auto dataset = std::make_shared<const ImageDataset>(std::move(list), data.root, num_classes,
                                                       train ? data.train_transform : data.eval_transform);
@@ -55,6 +55,7 @@ std::unique_ptr<DataLoader> make_loader(const RunOptions& options, ImageList lis
   loader.workers = data.workers;
   loader.seed = options.train.seed;
   loader.bad_images = data.on_bad_image;
+  loader.pin_memory = pin_memory;
   return std::make_unique<DataLoader>(dataset, loader);
 }
 
@@ -150,9 +151,11 @@ Trainer::Trainer(const Config& config, TrainingData data)
   const int64_t batch_size = options_.optim.batch_size;
   // Class statistics from the part of the training list actually trained on.
   auto stats = compute_class_stats(data_.train, data_.class_names, options_.data.groups);
-  train_loader_ = make_loader(options_, data_.train, num_classes, true, batch_size);
-  test_loader_ = make_loader(options_, data_.test, num_classes, false, 2 * batch_size);
-  if (!data_.val.records.empty()) val_loader_ = make_loader(options_, data_.val, num_classes, false, 2 * batch_size);
+  const bool pin = device_.is_cuda();
+  train_loader_ = make_loader(options_, data_.train, num_classes, true, batch_size, pin);
+  test_loader_ = make_loader(options_, data_.test, num_classes, false, 2 * batch_size, pin);
+  if (!data_.val.records.empty()) val_loader_ = make_loader(options_, data_.val, num_classes, false, 2 * batch_size, pin);
+  if (device_.is_cuda()) allow_cuda_tf32(options_.train.tf32);
 
   torch::manual_seed(options_.train.seed);
   info_ = ModelInfo{config_, data_.class_names, stats.counts, stats.num_images, {}};
@@ -190,8 +193,8 @@ torch::Tensor Trainer::step(const torch::Tensor& images, const torch::Tensor& ta
   torch::manual_seed(options_.train.seed * 1000003ULL + static_cast<uint64_t>(state_.step));  // dropout, resumable
   apply_schedule(optimizer_, *schedule_, state_.step);
   const bool amp = device_.is_cuda() ? options_.optim.amp_cuda : options_.optim.amp_cpu;
-  auto inputs = images.to(device_, /*non_blocking=*/true);
-  auto labels = targets.to(device_, /*non_blocking=*/true);
+  auto inputs = to_device(images, device_);
+  auto labels = to_device(targets, device_);
   optimizer_.optimizer->zero_grad();
   auto loss = accumulate_gradients(
       [&](const torch::Tensor& chunk_images, const torch::Tensor& chunk_targets) {

@@ -1,7 +1,6 @@
 #pragma once
 // Mixed precision as a scope: bf16 autocast on CUDA or on the CPU (optim.amp / optim.amp_cpu).
-#include <ATen/autocast_mode.h>
-#include <torch/types.h>
+#include "cprfl/common/torch_compat.h"
 
 namespace cprfl {
 
@@ -10,23 +9,17 @@ namespace cprfl {
 class BFloat16Autocast {
  public:
   explicit BFloat16Autocast(const torch::Device& device) : cuda_(device.is_cuda()) {
-    if (cuda_) {
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    } else {
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
+    torch_compat::set_autocast(device_type(), true);
   }
   ~BFloat16Autocast() {
-    if (cuda_) at::autocast::set_enabled(false);
-    else at::autocast::set_cpu_enabled(false);
+    torch_compat::set_autocast(device_type(), false);
     at::autocast::clear_cache();
   }
   BFloat16Autocast(const BFloat16Autocast&) = delete;
   BFloat16Autocast& operator=(const BFloat16Autocast&) = delete;
 
  private:
+  torch::DeviceType device_type() const { return cuda_ ? torch::kCUDA : torch::kCPU; }
   bool cuda_;
 };
 

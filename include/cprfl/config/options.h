@@ -52,7 +52,8 @@ struct OptimOptions {
 
 struct TrainOptions {
   uint64_t seed = 0;
-  std::string device = "auto";  // auto | cpu | cuda
+  std::string device = "auto";  // auto | cpu | cuda | cuda:N
+  bool tf32 = false;            // CUDA only: TF32 matrix products and convolutions
   std::string out_dir;
   bool select_best = false;     // best.cprfl by validation mAP (needs data.val_fraction > 0)
   int64_t eval_every = 1;

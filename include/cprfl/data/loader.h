@@ -67,6 +67,7 @@ struct LoaderOptions {
   int prefetch_batches = 2;   // batches decoded ahead of the consumer
   std::uint64_t seed = 0;
   BadImagePolicy bad_images = BadImagePolicy::error;
+  bool pin_memory = false;    // page-locked batches for asynchronous copies to a GPU (CUDA builds only)
 };
 
 struct Batch {

@@ -18,7 +18,7 @@ namespace cprfl {
 
 struct PredictorOptions {
   bool use_ema = true;          // the EMA weights when the file has them
-  std::string device = "auto";  // auto | cpu | cuda
+  std::string device = "auto";  // auto | cpu | cuda | cuda:N
   int batch_size = 32;
   // Threads decoding the next batch while one is predicted (0 = decode, then predict).
   // Decoding beside the compute threads measured slower on 2 cores (bench/results/perf.json,
