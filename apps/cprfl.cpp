@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "command.h"
+#include "cprfl/common/cpu_features.h"
 #include "cprfl/common/device.h"
 #include "cprfl/common/error.h"
 #include "cprfl/common/shipped_data.h"
@@ -109,7 +110,8 @@ int main(int argc, char** argv) {
     const std::string data = vocab.empty() ? "not found (set CPRFL_DATA_DIR)"
                                            : std::filesystem::path(vocab).parent_path().parent_path().string();
     return "cprfl 0.1.0\nshipped data: " + data + "\nLibTorch " + TORCH_VERSION +
-           ", CUDA GPUs visible: " + std::to_string(torch::cuda::device_count());
+           ", CUDA GPUs visible: " + std::to_string(torch::cuda::device_count()) +
+           "\nCPU: " + cprfl::cpu_model_name() + ", bf16 hardware: " + cprfl::bf16_hardware_name(cprfl::cpu_bf16_hardware());
   });
 
   auto& registry = command_registry();

@@ -42,6 +42,7 @@
 #include "cprfl/clip/token_tensor.h"
 #include "cprfl/clip/tokenizer.h"
 #include "cprfl/common/autocast.h"
+#include "cprfl/common/cpu_features.h"
 #include "cprfl/common/torch_compat.h"
 #include "cprfl/config/config.h"
 #include "cprfl/config/options.h"
@@ -419,22 +420,6 @@ void add_derived(json& config_results, double gemm_gflops) {
   }
 }
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
-bool cpu_has(const std::string& flag) {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("flags", 0) == 0) return (line + " ").find(" " + flag + " ") != std::string::npos;
-  return false;
-}
-
 int usage() {
   std::cerr << "usage: bench_perf [--config A|B|all] [--threads N] [--reps N] [--train-steps N] [--micro-batch N]\n"
                "                  [--only CASE [--variant V]] [--out FILE]\n";
@@ -484,10 +469,12 @@ int main(int argc, char** argv) {
       results = json();
     }
   }
-  results["machine"] = {{"cpu", cpu_model()},
+  const Bf16Hardware bf16_hardware = cpu_bf16_hardware();
+  results["machine"] = {{"cpu", cpu_model_name()},
+                        {"bf16_hardware", bf16_hardware_name(bf16_hardware)},
                         {"logical_cores", std::thread::hardware_concurrency()},
-                        {"avx512_bf16", cpu_has("avx512_bf16")},
-                        {"amx_bf16", cpu_has("amx_bf16")},
+                        {"avx512_bf16", bf16_hardware != Bf16Hardware::none},
+                        {"amx_bf16", bf16_hardware == Bf16Hardware::amx_bf16},
                         {"load_average_at_start", load_average()}};
   results["libtorch"] = TORCH_VERSION;
   results["threads"] = torch::get_num_threads();
