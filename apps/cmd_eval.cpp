@@ -13,6 +13,7 @@
 #include "cprfl/io/atomic_file.h"
 #include "cprfl/config/model_file.h"
 #include "cprfl/io/npy.h"
+#include "cprfl/model/inference.h"
 
 namespace cprfl::app {
 namespace {
@@ -31,6 +32,7 @@ struct EvalOptions {
   std::string on_bad_image = "error";
   std::string labels;
   std::string device = "auto";
+  std::string precision = "auto";
 };
 
 Runner add_eval(CLI::App& root) {
@@ -40,6 +42,7 @@ Runner add_eval(CLI::App& root) {
   cmd->add_option("--list", options->list, "list file to evaluate (default: data.test_list of the model's config)");
   cmd->add_option("--labels", options->labels, "labels file of the list; must name the model's classes in its order");
   cmd->add_option("--device", options->device, "compute device: auto, cpu, cuda or cuda:N")->check(device_name());
+  cmd->add_option("--precision", options->precision, precision_help())->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_option("--root", options->root, "folder the list's paths are relative to (default: data.root of the config)");
   cmd->add_option("--json", options->json, "write the full metrics as JSON here, with the model, ema, list and root used");
   cmd->add_option("--save-scores", options->scores,
@@ -88,6 +91,9 @@ Runner add_eval(CLI::App& root) {
     DataLoader loader(dataset, loader_options);
     loaded.model->to(device);
     if (device.is_cuda()) allow_cuda_tf32(false);  // float32 scores match the CPU's (README, CUDA)
+    InferenceOptions inference;  // folded BatchNorm, channels-last weights, and the precision
+    inference.precision = inference_precision(options->precision, device);
+    prepare_for_inference(*loaded.model, inference);
     auto predictions = predict_all(*loaded.model, loader, device, "eval");
     MetricsOptions metric_options;
     metric_options.threshold = options->threshold;
@@ -98,7 +104,7 @@ Runner add_eval(CLI::App& root) {
     metric_options.class_names = loaded.info.class_names;
     auto metrics = score_predictions(predictions, metric_options);
     std::cout << "model " << options->model << " (" << (loaded.using_ema ? "EMA weights" : "weights") << "), list "
-              << list_path << ", " << predictions.logits.size(0) << " images, preprocessing "
+              << list_path << ", " << predictions.logits.size(0) << " images, " << precision_name(inference.precision) << ", preprocessing "
               << describe_preprocessing(transform) << "\n";
     std::cout << format_report(metrics);
     if (!options->json.empty()) {
@@ -106,6 +112,7 @@ Runner add_eval(CLI::App& root) {
       nlohmann::json json = to_json(metrics);
       json["model"] = options->model;
       json["ema"] = loaded.using_ema;
+      json["precision"] = precision_name(inference.precision);
       json["list"] = list_path;
       json["root"] = root_dir;
       json["labels"] = options->labels.empty() ? nlohmann::json(nullptr) : nlohmann::json(options->labels);

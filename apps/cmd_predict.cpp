@@ -60,6 +60,8 @@ Runner add_predict(CLI::App& root) {
       ->check(CLI::IsMember({"error", "skip"}));
   cmd->add_flag("--no-ema", options->no_ema, "use the raw weights instead of the EMA weights");
   cmd->add_option("--device", options->predictor.device, "compute device: auto, cpu, cuda or cuda:N")->check(device_name());
+  cmd->add_option("--precision", options->predictor.precision, precision_help())
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   return [options] {
     if (!options->out.empty()) check_output_path(options->out);  // before the work, not after it
     options->predictor.use_ema = !options->no_ema;

@@ -32,5 +32,7 @@ CLI::Validator at_least(long long minimum);
 CLI::Validator between(double low, double high);
 // auto | cpu | cuda | cuda:N (common/device.h).
 CLI::Validator device_name();
+// --precision's help: what auto means, and what it picks on this CPU.
+std::string precision_help();
 
 }  // namespace cprfl::app

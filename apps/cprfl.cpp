@@ -12,6 +12,7 @@
 #include "command.h"
 #include "cprfl/common/cpu_features.h"
 #include "cprfl/common/device.h"
+#include "cprfl/common/precision.h"
 #include "cprfl/common/error.h"
 #include "cprfl/common/shipped_data.h"
 #include "cprfl/common/text.h"
@@ -53,6 +54,12 @@ CLI::Validator between(double low, double high) {
 
 CLI::Validator device_name() {
   return CLI::Validator([](std::string& text) { return cprfl::device_name_problem(text); }, "auto|cpu|cuda|cuda:N");
+}
+
+std::string precision_help() {
+  return std::string("number format of the image side: auto = bf16 on a CPU with AVX512-BF16 or AMX-BF16 (this one: ") +
+         (cprfl::cpu_has_bf16_hardware() ? "yes" : "no") +
+         "), fp32 on CUDA and other CPUs; fp32; bf16 (the prompt side and the final scores stay fp32)";
 }
 
 namespace {

@@ -2,15 +2,17 @@
 // the official VOC-LT/COCO-LT model (ResNet-101, 448 px, d 2048, 8x512 heads, 80 classes,
 // random weights): inference latency (batch 1) and throughput (batch 16) from a decoded
 // tensor and from image files, one training step split into data / forward / backward /
-// optimizer, peak resident memory, counted FLOPs and achieved GFLOP/s against a large float32
-// GEMM measured here. Every measurement runs in its own process (this program re-executes
-// itself with --case) so that each peak RSS (VmHWM) is that measurement's own.
+// optimizer, peak resident memory, counted FLOPs and achieved GFLOP/s against the GEMM and
+// convolution limits measured here, in float32 and bf16 (inference with --precision bf16,
+// training under bf16 autocast), and a per-operator profile of both. Every measurement runs in
+// its own process (this program re-executes itself with --case) so that each peak RSS (VmHWM)
+// is that measurement's own.
 //
 // Usage: bench_perf [--config A|B|all] [--threads N] [--reps N] [--train-steps N]
 //                   [--micro-batch N] [--only CASE [--variant V]] [--out bench/results/perf.json]
-// (--only reruns one case — gemm, flops, attention, infer_tensor --variant V, infer_file,
-// train --variant fp32|fp32_channels_last [--micro-batch N], bf16, authors_way — into an
-// existing results file.)
+// (--only reruns one case — limits, flops, attention, infer_tensor --variant V, infer_file,
+// train --variant fp32|fp32_channels_last|bf16_channels_last [--micro-batch N], bf16, profile,
+// authors_way — into an existing results file.)
 // Run from the repository root (the prompt files are found through CPRFL_SOURCE_DIR).
 #include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
@@ -69,14 +71,55 @@ namespace {
 
 // ---- the cases (each in its own process) ---------------------------------------------------
 
-json case_gemm(int reps) {
-  const int64_t n = 2048;
-  auto a = torch::randn({n, n}), b = torch::randn({n, n});
-  auto times = time_calls([&] { torch::mm(a, b); }, 3, reps);
-  auto summary = summary_of(times);
-  const double flops = 2.0 * n * n * n;
-  return {{"size", n}, {"time", summary}, {"gflops", flops / summary["median_s"].get<double>() / 1e9},
-          {"gflops_best", flops / summary["min_s"].get<double>() / 1e9}};
+double median_of(const json& j) { return j.at("median_s").get<double>(); }  // of a summary_of
+
+// The machine's matrix-product limits in this run: a large GEMM (mm 2048³) and a ResNet-sized
+// convolution (16×256×56×56, 3×3, 256 filters, channels-last), each in float32 and bf16.
+json case_limits(int reps) {
+  json out;
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    const std::string suffix = dtype == torch::kFloat ? "fp32" : "bf16";
+    const int64_t n = 2048;
+    auto a = torch::randn({n, n}).to(dtype), b = torch::randn({n, n}).to(dtype);
+    auto mm = summary_of(time_calls([&] { torch::mm(a, b); }, 3, reps));
+    out["mm_" + suffix] = {{"size", n}, {"time", mm}, {"gflops", 2.0 * n * n * n / median_of(mm) / 1e9}};
+    auto input = torch::randn({16, 256, 56, 56}).to(dtype).contiguous(torch::MemoryFormat::ChannelsLast);
+    auto weight = torch::randn({256, 256, 3, 3}).to(dtype).contiguous(torch::MemoryFormat::ChannelsLast);
+    torch::InferenceMode guard;
+    auto conv = summary_of(time_calls([&] { torch::conv2d(input, weight, {}, 1, 1); }, 2, std::max(5, reps / 4)));
+    const double conv_flops = 2.0 * 16 * 256 * 56 * 56 * 256 * 9;
+    out["conv_" + suffix] = {{"shape", "16x256x56x56, 3x3, 256 filters, channels-last"}, {"time", conv},
+                             {"gflops", conv_flops / median_of(conv) / 1e9}};
+  }
+  return out;
+}
+
+// Where an inference forward's time goes (batch 16; B: batch 4), float32 against bf16, per
+// top-level operator; dtype conversions (aten::to, aten::_to_copy, aten::copy_) are counted
+// to show that bf16 layers hand bf16 to each other.
+json case_profile(const Setup& setup) {
+  json out;
+  const int64_t batch = setup.name == "A" ? 16 : 4;
+  for (const std::string variant : {"fold_bn_channels_last", "fold_bn_channels_last_bf16"}) {
+    auto m = make_inference_model(setup, variant);
+    auto images = torch::randn({batch, 3, setup.image_size, setup.image_size});
+    torch::InferenceMode guard;
+    m.forward(images);
+    m.forward(images);  // warm: oneDNN primitives made, prompt cache filled
+    auto profile = profile_ops([&] { m.forward(images); });
+    double total = 0;
+    for (const auto& [name, cost] : profile) total += cost.seconds;
+    std::vector<std::pair<std::string, OpCost>> ranked(profile.begin(), profile.end());
+    std::sort(ranked.begin(), ranked.end(), [](auto& a, auto& b) { return a.second.seconds > b.second.seconds; });
+    json ops = json::array();
+    for (const auto& [name, cost] : ranked)
+      ops.push_back({{"op", name}, {"calls", cost.calls}, {"ms", 1e3 * cost.seconds}, {"share", cost.seconds / total}});
+    int64_t conversions = 0;
+    for (const char* name : {"aten::to", "aten::_to_copy", "aten::copy_"})
+      if (profile.count(name)) conversions += profile.at(name).calls;
+    out[variant] = {{"batch", batch}, {"total_ms", 1e3 * total}, {"dtype_conversion_calls", conversions}, {"ops", ops}};
+  }
+  return out;
 }
 
 json case_flops(const Setup& setup) {
@@ -348,7 +391,8 @@ json run_case(const Args& args) {
   if (setup.name == "B") setup.micro_batch = 4;  // 4 micro-batches of 4 = the configured 16
   if (args.micro_batch > 0) setup.micro_batch = std::min(args.micro_batch, setup.train_batch);
   const int batch_reps = setup.name == "A" ? 20 : 3;
-  if (args.run_case == "gemm") return case_gemm(args.reps);
+  if (args.run_case == "limits") return case_limits(args.reps);
+  if (args.run_case == "profile") return case_profile(setup);
   if (args.run_case == "flops") return case_flops(setup);
   if (args.run_case == "attention") return case_attention(setup, args.reps);
   if (args.run_case == "infer_tensor") return case_infer_tensor(setup, args.variant, args.reps, batch_reps);
@@ -390,10 +434,18 @@ json run_child(const std::string& self, const Args& args, const std::string& con
   return result;
 }
 
-double median_of(const json& j) { return j.at("median_s").get<double>(); }  // of a summary_of
 
-// Derived figures: GFLOP/s from the counted FLOPs, the share of the GEMM peak.
-void add_derived(json& config_results, double gemm_gflops) {
+// Derived figures: GFLOP/s from the counted FLOPs, and their share of the GEMM limit measured
+// in this run for the same number format (float32 variants against mm_fp32, bf16 ones against
+// mm_bf16).
+struct Limits {
+  double fp32 = 0, bf16 = 0;
+  double of(bool bf16_variant) const { return bf16_variant ? bf16 : fp32; }
+};
+
+bool is_bf16_variant(const std::string& variant) { return variant.find("bf16") != std::string::npos; }
+
+void add_derived(json& config_results, const Limits& limits) {
   if (!config_results.contains("flops")) return;
   const auto& flops = config_results["flops"];
   double forward_flops = flops["inference_mode"]["forward_flops_per_image"].get<double>();
@@ -404,9 +456,10 @@ void add_derived(json& config_results, double gemm_gflops) {
     double per_image = variant.find("full_vsi") != std::string::npos ? full_flops : forward_flops;
     double gflops1 = per_image / median_of(result["batch1"]) / 1e9;
     double gflops16 = 16 * per_image / median_of(result["batch16"]) / 1e9;
+    const double limit = limits.of(is_bf16_variant(variant));
     derived["inference_gflops"][variant] = {{"batch1", gflops1}, {"batch16", gflops16},
-                                            {"batch1_share_of_gemm", gflops1 / gemm_gflops},
-                                            {"batch16_share_of_gemm", gflops16 / gemm_gflops}};
+                                            {"batch1_share_of_gemm", gflops1 / limit},
+                                            {"batch16_share_of_gemm", gflops16 / limit}};
   }
   for (auto& [precision, result] : config_results["train"].items()) {
     if (!result.contains("step")) continue;
@@ -416,8 +469,21 @@ void add_derived(json& config_results, double gemm_gflops) {
     derived["train_gflops"][precision] = {
         {"per_step", step_flops / median_of(result["step"]) / 1e9},
         {"compute_only", step_flops / compute / 1e9},
-        {"share_of_gemm", step_flops / median_of(result["step"]) / 1e9 / gemm_gflops}};
+        {"share_of_gemm", step_flops / median_of(result["step"]) / 1e9 / limits.of(is_bf16_variant(precision))}};
   }
+  // bf16 against float32, same configuration and run.
+  auto& infer = config_results["infer_tensor"];
+  if (infer.contains("fold_bn_channels_last") && infer.contains("fold_bn_channels_last_bf16") &&
+      infer["fold_bn_channels_last_bf16"].contains("batch1")) {
+    for (const char* batch : {"batch1", "batch16"})
+      derived["bf16_speedup"]["inference_" + std::string(batch)] =
+          median_of(infer["fold_bn_channels_last"][batch]) / median_of(infer["fold_bn_channels_last_bf16"][batch]);
+  }
+  auto& train = config_results["train"];
+  if (train.contains("fp32_channels_last") && train.contains("bf16_channels_last") &&
+      train["bf16_channels_last"].contains("step"))
+    derived["bf16_speedup"]["train_step"] =
+        median_of(train["fp32_channels_last"]["step"]) / median_of(train["bf16_channels_last"]["step"]);
 }
 
 int usage() {
@@ -489,8 +555,11 @@ int main(int argc, char** argv) {
       "work not counted); training FLOPs = 3 x forward; the 2 cores are shared with other work, see the load "
       "averages recorded before and after each case; training: A = 3 warm-up + 10 timed steps, B = 1 warm-up + 2 "
       "timed steps (unless --train-steps), B's batch of 16 as 4 accumulated micro-batches of 4";
-  if (args.only.empty() || !results.contains("gemm_fp32")) results["gemm_fp32"] = run_child(self, args, "A", "gemm", "");
-  const double gemm = results["gemm_fp32"].value("gflops", 0.0);
+  results.erase("gemm_fp32");  // (before the limits case measured bf16 and convolutions too)
+  if (args.only.empty() || !results.contains("limits")) results["limits"] = run_child(self, args, "A", "limits", "");
+  Limits gemm;
+  gemm.fp32 = results["limits"]["mm_fp32"].value("gflops", 0.0);
+  gemm.bf16 = results["limits"]["mm_bf16"].value("gflops", 0.0);
 
   std::vector<std::string> configs = args.config == "all" ? std::vector<std::string>{"A", "B"}
                                                           : std::vector<std::string>{args.config};
@@ -521,6 +590,7 @@ int main(int argc, char** argv) {
     for (const char* variant : {"fp32", "fp32_channels_last", "bf16_channels_last"})
       r["train"][variant] = run_child(self, args, config, "train", variant);
     r["bf16"] = run_child(self, args, config, "bf16", "");
+    r["profile"] = run_child(self, args, config, "profile", "");
     if (config == "B") r["authors_way"] = run_child(self, args, config, "authors_way", "");
     add_derived(r, gemm);
     write_file_atomic(args.out, results.dump(2) + "\n");  // partial results survive a later failure

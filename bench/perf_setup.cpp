@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <map>
 #include <filesystem>
 #include <iostream>
 
@@ -65,6 +67,45 @@ int64_t count_flops(const std::function<void()>& call) {
   return g_flops.load();
 }
 
+// ---- op profile: wall time per top-level operator -------------------------------------------
+// Only operators called from model code (depth 0 on the calling thread) are timed, so nested
+// calls are not counted twice; an operator's time includes what it calls (a convolution's
+// oneDNN reorders, a linear's matmul).
+namespace {
+struct OpTiming : at::ObserverContext {
+  std::chrono::steady_clock::time_point start;
+  bool top_level = false;
+};
+thread_local int g_op_depth = 0;
+std::map<std::string, OpCost>* g_profile = nullptr;
+}  // namespace
+
+std::map<std::string, OpCost> profile_ops(const std::function<void()>& call) {
+  std::map<std::string, OpCost> profile;
+  g_profile = &profile;
+  auto handle = at::addGlobalCallback(
+      at::RecordFunctionCallback(
+          [](const at::RecordFunction&) -> std::unique_ptr<at::ObserverContext> {
+            auto context = std::make_unique<OpTiming>();
+            context->top_level = g_op_depth++ == 0;
+            context->start = std::chrono::steady_clock::now();
+            return context;
+          },
+          [](const at::RecordFunction& fn, at::ObserverContext* context) {
+            --g_op_depth;
+            auto* timing = static_cast<OpTiming*>(context);
+            if (!timing->top_level) return;
+            auto& cost = (*g_profile)[fn.name()];
+            cost.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - timing->start).count();
+            ++cost.calls;
+          })
+          .scopes({at::RecordScope::FUNCTION}));
+  call();
+  at::removeCallback(handle);
+  g_profile = nullptr;
+  return profile;
+}
+
 // ---- the two configurations ---------------------------------------------------------------
 
 
@@ -98,7 +139,8 @@ std::shared_ptr<MultiLabelClassifier> make_model(const Setup& setup) {
 // The inference variants, cumulative: each adds one optimisation to the one before.
 extern const std::vector<std::string> kInferenceVariants;
 const std::vector<std::string> kInferenceVariants = {"no_grad_full_vsi", "inference_mode_full_vsi", "inference_mode",
-                                                     "fold_bn", "fold_bn_channels_last"};
+                                                     "fold_bn", "fold_bn_channels_last",
+                                                     "fold_bn_channels_last_bf16"};
 
 
 // The forward as it was before the VSI changes: every layer over all v + c rows (prompt
@@ -123,8 +165,10 @@ InferenceModel make_inference_model(const Setup& setup, const std::string& varia
   out.inference_mode = variant != "no_grad_full_vsi";
   InferenceOptions options;
   options.fold_batchnorm = variant.rfind("fold_bn", 0) == 0;
-  options.channels_last = variant == "fold_bn_channels_last";
-  if (options.fold_batchnorm || options.channels_last) prepare_for_inference(*out.model, options);
+  options.channels_last = variant.find("channels_last") != std::string::npos;
+  const bool bf16 = variant.size() > 5 && variant.compare(variant.size() - 5, 5, "_bf16") == 0;
+  options.precision = bf16 ? Precision::bf16 : Precision::fp32;
+  if (options.fold_batchnorm || options.channels_last || bf16) prepare_for_inference(*out.model, options);
   return out;
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +19,14 @@ namespace cprfl::bench {
 
 // 2·MACs of the matrix products (convolution, mm, addmm, bmm, baddbmm) run by `call`.
 int64_t count_flops(const std::function<void()>& call);
+
+// Wall time and calls per top-level operator (aten::convolution, aten::linear, aten::to, …)
+// over one run of `call`, from a RecordFunction observer.
+struct OpCost {
+  double seconds = 0;
+  int64_t calls = 0;
+};
+std::map<std::string, OpCost> profile_ops(const std::function<void()>& call);
 
 struct Setup {
   std::string name;       // "A" | "B"
@@ -32,7 +41,8 @@ struct Setup {
 Setup make_setup(const std::string& name);
 std::shared_ptr<MultiLabelClassifier> make_model(const Setup& setup);
 
-// The inference variants, cumulative: each adds one optimisation to the one before.
+// The inference variants, cumulative: each adds one optimisation to the one before (the last,
+// "…_bf16", converts the image side to bf16: model/inference.h).
 extern const std::vector<std::string> kInferenceVariants;
 
 struct InferenceModel {

@@ -251,7 +251,7 @@ TEST(Cli, EvalScoresTheEmaWeightsUnlessNoEma) {
 
   std::vector<std::string> commands;
   for (const bool no_ema : {false, true})
-    commands.push_back("eval --workers 0 --model " + shell_quoted(fixture.model_path) + " --save-scores " +
+    commands.push_back("eval --workers 0 --precision fp32 --model " + shell_quoted(fixture.model_path) + " --save-scores " +
                        shell_quoted(fixture.dir.file(no_ema ? "raw.npy" : "ema.npy")) + (no_ema ? " --no-ema" : ""));
   const auto results = run_all(commands);
   std::vector<torch::Tensor> scores;

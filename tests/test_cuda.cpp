@@ -59,6 +59,7 @@ std::string train_model_file(const TempDir& dir, const std::string& device, int 
 torch::Tensor scores_on(const std::string& model_path, const std::string& device, const std::string& images) {
   PredictorOptions options;
   options.device = device;
+  options.precision = "fp32";  // auto would be bf16 on a CPU with bf16 hardware
   options.workers = 0;
   options.progress = false;
   Predictor predictor(model_path, options);

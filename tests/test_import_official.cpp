@@ -356,7 +356,7 @@ TEST(ImportOfficial, ResNet101CheckpointScoresMatchTheAuthorsForwardAndTheCliRou
   EXPECT_EQ(stored.get_string("data.normalize"), "none");
   EXPECT_FALSE(stored.get_bool("data.hflip"));
   EXPECT_EQ(stored.get_string("data.randaugment_policy"), "asl");
-  auto predicted = run_cprfl("predict --model " + model + " " + photo + " --threshold 0 --out " + out);
+  auto predicted = run_cprfl("predict --precision fp32 --model " + model + " " + photo + " --threshold 0 --out " + out);
   ASSERT_EQ(predicted.exit_code, 0) << predicted.output;
   EXPECT_NE(predicted.output.find("preprocessing 448 px, Pillow bilinear resize, normalize none"), std::string::npos)
       << predicted.output;

@@ -333,9 +333,10 @@ struct PredictFixture {
 TEST(PredictOpt, BatchingAndWorkersGiveTheUnoptimisedModelsScores) {
   PredictFixture fixture;
   std::vector<nlohmann::json> outputs;
+  // float32: this test is about batching and decoding, bf16 has its own (tests/test_precision.cpp).
   for (const std::string flags : {"--batch-size 1 --workers 0", "--batch-size 2 --workers 2", "--batch-size 16"}) {
     auto out = fixture.dir.file("pred.json");
-    auto result = testing::run_cprfl("predict --model '" + fixture.model_path + "' " + flags + " --out '" + out + "'" +
+    auto result = testing::run_cprfl("predict --precision fp32 --model '" + fixture.model_path + "' " + flags + " --out '" + out + "'" +
                                      fixture.image_args());
     ASSERT_EQ(result.exit_code, 0) << result.output;
     outputs.push_back(nlohmann::json::parse(testing::read_text(out)));

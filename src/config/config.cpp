@@ -86,8 +86,10 @@ std::vector<ConfigKey> build_schema() {
       {"optim.ema_decay", VT::kFloat, "0.998", "EMA of weights decay (0 = no EMA)", {}},
       {"optim.grad_clip", VT::kFloat, "0", "clip the gradient norm to this (0 = off)", {}},
       {"optim.amp", VT::kBool, "true", "mixed precision on CUDA", {}},
-      {"optim.amp_cpu", VT::kBool, "false",
-       "bf16 autocast on CPU (pays where the CPU has avx512_bf16 or AMX; not bit-equal to float32)", {}},
+      {"optim.amp_cpu", VT::kString, "auto",
+       "bf16 autocast on CPU (float32 master weights): auto = on where the CPU has AVX512-BF16 or AMX-BF16 "
+       "(cprfl --version says), true/false force it; not bit-equal to float32",
+       {"auto", "true", "false"}},
       {"optim.accumulate_steps", VT::kInt, "1",
        "split each batch into this many forward/backward passes whose gradients add up to the batch's (less memory, same result)", {}},
       // run

@@ -124,7 +124,7 @@ RunOptions run_options_of(const Config& config) {
   optim.ema_decay = config.get_float("optim.ema_decay");
   optim.grad_clip = config.get_float("optim.grad_clip");
   optim.amp_cuda = config.get_bool("optim.amp");
-  optim.amp_cpu = config.get_bool("optim.amp_cpu");
+  optim.amp_cpu = config.get_string("optim.amp_cpu");
 
   auto& train = run.train;
   train.seed = static_cast<uint64_t>(config.get_int("train.seed"));

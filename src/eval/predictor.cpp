@@ -38,16 +38,18 @@ std::vector<std::string> expand_image_inputs(const std::vector<std::string>& inp
 
 Predictor::Predictor(const std::string& model_path, const PredictorOptions& options)
     : path_(model_path), options_(options), loaded_(load_model_file(model_path, options.use_ema)),
-      device_(pick_device(options.device)) {
+      device_(pick_device(options.device)), precision_(inference_precision(options.precision, device_)) {
   loaded_.model->to(device_);
   if (device_.is_cuda()) allow_cuda_tf32(false);  // float32 scores match the CPU's (README, CUDA)
   // Folded BatchNorm and channels-last weights: same scores, faster (bench/results/perf.json).
-  prepare_for_inference(*loaded_.model);
+  InferenceOptions inference;
+  inference.precision = precision_;
+  prepare_for_inference(*loaded_.model, inference);
 }
 
 std::string Predictor::description() const {
   return "model " + path_ + " (" + (loaded_.using_ema ? "EMA weights" : "weights") + "), " +
-         std::to_string(class_names().size()) + " classes, preprocessing " +
+         std::to_string(class_names().size()) + " classes, " + precision_name(precision_) + ", preprocessing " +
          describe_preprocessing(preprocessing_of(loaded_.info));
 }
 

@@ -1,5 +1,7 @@
 #include "cprfl/model/classifier.h"
 
+#include <torch/nn/modules/conv.h>
+
 #include "cprfl/common/error.h"
 
 namespace cprfl {
@@ -53,8 +55,23 @@ LinearHeadModelImpl::LinearHeadModelImpl(std::shared_ptr<Backbone> backbone, int
   head = register_module("head", PooledLinearHead(backbone_->out_channels(), num_classes));
 }
 
+void MultiLabelClassifier::backbone_to(torch::ScalarType dtype) {
+  backbone_->to(dtype);
+  // Module::to converts registered tensors only; a folded convolution's bias is a plain member
+  // (fold_into, model/resnet.cpp).
+  for (auto& module : backbone_->modules())
+    if (auto* conv = module->as<torch::nn::Conv2dImpl>())
+      if (conv->bias.defined()) conv->bias = conv->bias.to(dtype);
+}
+
+void MultiLabelClassifier::set_compute_dtype(torch::ScalarType dtype) {
+  to(dtype);
+  backbone_to(dtype);
+  compute_dtype_ = dtype;
+}
+
 torch::Tensor LinearHeadModelImpl::forward(const torch::Tensor& images) {
-  return head(backbone_->forward(images));
+  return head(backbone_->forward(images.to(compute_dtype_))).to(torch::kFloat);
 }
 
 }  // namespace cprfl

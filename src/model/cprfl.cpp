@@ -203,7 +203,7 @@ CprflModelImpl::CprflModelImpl(std::shared_ptr<Backbone> backbone, torch::Tensor
 }
 
 torch::Tensor CprflModelImpl::visual_tokens(const torch::Tensor& images) {
-  auto feature_map = backbone_->forward(images);  // [B, d0, h, w]
+  auto feature_map = backbone_->forward(images.to(compute_dtype_));  // [B, d0, h, w]
   return fc->forward(feature_map.flatten(2).transpose(1, 2));
 }
 
@@ -218,15 +218,17 @@ CprflOutputs CprflModelImpl::forward_all(const torch::Tensor& images) {
   if (may_cache()) {  // inference: P and its first-layer projections come from the cache
     auto [prompts, shared] = cached_prompt_state();
     out.prompts = prompts;
-    out.refined_prompts = attention->forward_shared(visual_tokens(images), prompts, shared);
-    out.logits = score(out.refined_prompts, out.prompts);
+    out.refined_prompts = attention->forward_shared(visual_tokens(images), prompts.to(compute_dtype_), shared);
+    out.logits = score(out.refined_prompts.to(torch::kFloat), out.prompts);
     return out;
   }
   out.prompts = prompts();
   auto tokens = visual_tokens(images);
-  out.refined_prompts =
-      attention->forward(tokens, options_.detach_interaction_path ? out.prompts.detach() : out.prompts);
-  out.logits = score(out.refined_prompts, options_.detach_classifier_path ? out.prompts.detach() : out.prompts);
+  auto interaction_prompts = options_.detach_interaction_path ? out.prompts.detach() : out.prompts;
+  out.refined_prompts = attention->forward(tokens, interaction_prompts.to(compute_dtype_));
+  // (Under training's autocast P' is bf16 and the product promotes it to float32, as here.)
+  out.logits = score(out.refined_prompts.to(torch::kFloat),
+                     options_.detach_classifier_path ? out.prompts.detach() : out.prompts);
   return out;
 }
 
@@ -250,7 +252,7 @@ std::pair<torch::Tensor, SharedAttentionRows> CprflModelImpl::cached_prompt_stat
   auto key = prompt_cache_key();
   if (!cached_prompts_.defined() || key != cached_key_) {
     cached_prompts_ = label_emb->forward();
-    cached_shared_ = attention->share_prompts(cached_prompts_);
+    cached_shared_ = attention->share_prompts(cached_prompts_.to(compute_dtype_));
     cached_key_ = std::move(key);
   }
   return {cached_prompts_, cached_shared_};
@@ -271,6 +273,14 @@ void CprflModelImpl::invalidate_prompt_cache() {
 bool CprflModelImpl::has_cached_prompts() const {
   std::lock_guard<std::mutex> lock(cache_mutex_);
   return cached_prompts_.defined();
+}
+
+void CprflModelImpl::set_compute_dtype(torch::ScalarType dtype) {
+  backbone_to(dtype);
+  fc->to(dtype);
+  attention->to(dtype);
+  compute_dtype_ = dtype;
+  invalidate_prompt_cache();
 }
 
 void CprflModelImpl::train(bool on) {

@@ -20,7 +20,8 @@ bool convert_to_channels_last(torch::nn::Module& module) {
 
 void prepare_for_inference(MultiLabelClassifier& model, const InferenceOptions& options) {
   model.eval();
-  if (options.fold_batchnorm) model.backbone()->fold_batchnorm();
+  if (options.fold_batchnorm) model.backbone()->fold_batchnorm();  // in float32, before any rounding to bf16
+  if (options.precision == Precision::bf16) model.set_compute_dtype(torch::kBFloat16);
   if (options.channels_last) convert_to_channels_last(*model.backbone());
 }
 

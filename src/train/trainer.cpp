@@ -9,6 +9,7 @@
 
 #include "cprfl/common/autocast.h"
 #include "cprfl/common/device.h"
+#include "cprfl/common/precision.h"
 #include "cprfl/common/error.h"
 #include "cprfl/common/fault_point.h"
 #include "cprfl/common/progress.h"
@@ -156,6 +157,7 @@ Trainer::Trainer(const Config& config, TrainingData data)
   test_loader_ = make_loader(options_, data_.test, num_classes, false, 2 * batch_size, pin);
   if (!data_.val.records.empty()) val_loader_ = make_loader(options_, data_.val, num_classes, false, 2 * batch_size, pin);
   if (device_.is_cuda()) allow_cuda_tf32(options_.train.tf32);
+  autocast_ = device_.is_cuda() ? options_.optim.amp_cuda : cpu_autocast_enabled(options_.optim.amp_cpu);
 
   torch::manual_seed(options_.train.seed);
   info_ = ModelInfo{config_, data_.class_names, stats.counts, stats.num_images, {}};
@@ -192,14 +194,13 @@ Trainer::Trainer(const Config& config, TrainingData data)
 torch::Tensor Trainer::step(const torch::Tensor& images, const torch::Tensor& targets, const StepHook& hook) {
   torch::manual_seed(options_.train.seed * 1000003ULL + static_cast<uint64_t>(state_.step));  // dropout, resumable
   apply_schedule(optimizer_, *schedule_, state_.step);
-  const bool amp = device_.is_cuda() ? options_.optim.amp_cuda : options_.optim.amp_cpu;
   auto inputs = to_device(images, device_);
   auto labels = to_device(targets, device_);
   optimizer_.optimizer->zero_grad();
   auto loss = accumulate_gradients(
       [&](const torch::Tensor& chunk_images, const torch::Tensor& chunk_targets) {
         torch::Tensor logits;
-        if (amp) {
+        if (autocast_) {
           BFloat16Autocast autocast(device_);
           logits = model_->forward(chunk_images).to(torch::kFloat);
         } else {
@@ -272,6 +273,7 @@ nlohmann::json Trainer::run_epoch(bool progress, const std::function<bool()>& st
           {"train_loss", shown_loss},
           {"lr", lr},
           {"train_seconds", train_seconds},
+          {"precision", autocast_ ? "bf16_autocast" : "fp32"},
           {"images_per_second", images / std::max(train_seconds, 1e-9)}};
 }
 

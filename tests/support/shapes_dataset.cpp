@@ -63,7 +63,9 @@ Config shapes_config(const std::string& data_dir, const std::string& out_dir, co
        {"data.image_size=32", "data.workers=2", "data.randaugment=false", "data.cutout_prob=0", "data.hflip=false",
         "model.backbone=small", "model.small_widths=16,32,32", "model.d=32", "model.heads=4", "model.head_dim=8",
         "model.ffn=64", "model.dropout=0", "prompts.source=randn", "prompts.randn_dim=12", "optim.batch_size=16",
-        "optim.epochs=6", "optim.lr=1e-2", "optim.backbone_lr_mult=1", "optim.ema_decay=0"}) {
+        "optim.epochs=6", "optim.lr=1e-2", "optim.backbone_lr_mult=1", "optim.ema_decay=0",
+        // float32 on every CPU: the tests that check exactness (resume, accumulation) mean it
+        "optim.amp_cpu=false"}) {
     config.set_assignment(assignment, "shapes_config");
   }
   config.set("model.type", model_type, "shapes_config");

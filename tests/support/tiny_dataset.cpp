@@ -40,7 +40,8 @@ Config tiny_config(const std::string& data_dir, const std::string& out_dir) {
   for (const char* assignment :
        {"data.image_size=32", "data.workers=2", "data.randaugment=true", "model.small_widths=8,16,16", "model.d=16",
         "model.heads=2", "model.head_dim=8", "model.ffn=16", "prompts.source=randn", "prompts.randn_dim=12",
-        "optim.batch_size=8", "optim.epochs=3", "optim.lr=3e-3", "optim.ema_decay=0.9"}) {
+        "optim.batch_size=8", "optim.epochs=3", "optim.lr=3e-3", "optim.ema_decay=0.9",
+        "optim.amp_cpu=false"}) {  // float32 on every CPU (exact-resume tests)
     config.set_assignment(assignment, "tiny_config");
   }
   config.set("data.root", data_dir, "tiny_config");

@@ -47,7 +47,7 @@ struct OptimOptions {
   double ema_decay = 0.998;     // 0 = no EMA
   double grad_clip = 0;         // 0 = off
   bool amp_cuda = true;         // bf16/fp16 autocast on CUDA
-  bool amp_cpu = false;         // bf16 autocast on CPU
+  std::string amp_cpu = "auto";  // bf16 autocast on CPU: auto | true | false (common/precision.h)
 };
 
 struct TrainOptions {

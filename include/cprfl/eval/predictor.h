@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cprfl/common/precision.h"
 #include "cprfl/config/model_file.h"
 #include "cprfl/data/loader.h"
 
@@ -19,6 +20,7 @@ namespace cprfl {
 struct PredictorOptions {
   bool use_ema = true;          // the EMA weights when the file has them
   std::string device = "auto";  // auto | cpu | cuda | cuda:N
+  std::string precision = "auto";  // auto | fp32 | bf16 (common/precision.h)
   int batch_size = 32;
   // Threads decoding the next batch while one is predicted (0 = decode, then predict).
   // Decoding beside the compute threads measured slower on 2 cores (bench/results/perf.json,
@@ -50,6 +52,7 @@ class Predictor {
   // "model m.cprfl (EMA weights), 10 classes, preprocessing ..." for a header line.
   std::string description() const;
   const std::vector<std::string>& class_names() const { return loaded_.info.class_names; }
+  Precision precision() const { return precision_; }
   // Predictions for the files, in order (without the files skipped as unreadable).
   std::vector<ImagePrediction> predict(const std::vector<std::string>& files, const LabelRule& rule) const;
 
@@ -58,6 +61,7 @@ class Predictor {
   PredictorOptions options_;
   LoadedModel loaded_;
   torch::Device device_;
+  Precision precision_;
 };
 
 }  // namespace cprfl

@@ -38,8 +38,19 @@ class MultiLabelClassifier : public torch::nn::Module {
   // each listing only parameters with requires_grad; a group may be empty.
   std::vector<ParameterGroup> parameter_groups() const;
 
+  // The number format of the image-side work, for inference only (model/inference.h): its
+  // weights are converted to `dtype` once, here; the forward then casts its images to it and
+  // still returns float32 logits. CPRFL keeps its prompt side (W, PI, P) and the final dot
+  // products in float32.
+  virtual void set_compute_dtype(torch::ScalarType dtype);
+  torch::ScalarType compute_dtype() const { return compute_dtype_; }
+
  protected:
+  // The trunk's weights in `dtype`, including the biases that folding left as plain members.
+  void backbone_to(torch::ScalarType dtype);
+
   std::shared_ptr<Backbone> backbone_;
+  torch::ScalarType compute_dtype_ = torch::kFloat;
 };
 
 // Global average pool + Linear(d0, classes), on a feature map [B, d0, h, w] -> [B, classes].

@@ -190,6 +190,8 @@ class CprflModelImpl : public MultiLabelClassifier {
   static torch::Tensor score(const torch::Tensor& refined_prompts, const torch::Tensor& prompts);
 
   void train(bool on = true) override;  // also drops the prompt cache
+  // Backbone, φ and VSI in `dtype`; W, PI (so P) and the scores stay float32.
+  void set_compute_dtype(torch::ScalarType dtype) override;
   void invalidate_prompt_cache();
   bool has_cached_prompts() const;
 

@@ -3,8 +3,12 @@
 // (bench/results/perf.json): eval mode, BatchNorm folded into the convolutions, and
 // channels-last convolution weights where oneDNN runs them faster. Scores stay equal to the
 // eval-mode model's within rounding (tests/test_inference_opt.cpp: max |Δ| ≤ 1e-4).
+// Optionally bf16 (common/precision.h): the image side's weights converted once, after
+// folding, with the prompt side and the scores kept float32; its distance from the float32
+// scores is measured by tests/test_precision.cpp and bench/bench_precision.cpp.
 #include <torch/nn/module.h>
 
+#include "cprfl/common/precision.h"
 #include "cprfl/model/classifier.h"
 
 namespace cprfl {
@@ -12,6 +16,7 @@ namespace cprfl {
 struct InferenceOptions {
   bool fold_batchnorm = true;
   bool channels_last = true;
+  Precision precision = Precision::fp32;
 };
 
 // In place, and one way: afterwards the model only predicts (its trunk refuses training, and

@@ -74,6 +74,8 @@ class Trainer {
   void restore(const std::string& checkpoint_path);
 
   const RunOptions& options() const { return options_; }
+  // Whether steps run under bf16 autocast (optim.amp on CUDA, optim.amp_cpu resolved on the CPU).
+  bool autocast() const { return autocast_; }
   TrainerState& state() { return state_; }
   DataLoader& train_loader() { return *train_loader_; }
   MultiLabelClassifier& model() { return *model_; }
@@ -83,6 +85,7 @@ class Trainer {
   RunOptions options_;
   TrainingData data_;
   torch::Device device_;
+  bool autocast_ = false;
   ModelInfo info_;
   std::unique_ptr<DataLoader> train_loader_, test_loader_, val_loader_;
   std::shared_ptr<MultiLabelClassifier> model_, ema_model_;
