@@ -1,10 +1,13 @@
 // cprfl train: trains a model from a YAML config (+ --set overrides), or resumes a run.
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "command.h"
 #include "cprfl/common/error.h"
+#include "cprfl/dist/environment.h"
+#include "cprfl/dist/launcher.h"
 #include "cprfl/train/trainer.h"
 
 namespace cprfl::app {
@@ -18,6 +21,7 @@ struct TrainCommandOptions {
   bool quiet = false;
   bool json = false;
   int64_t epochs_this_run = 0;
+  int nproc = 0;
 };
 
 Runner add_train(CLI::App& root) {
@@ -31,6 +35,10 @@ Runner add_train(CLI::App& root) {
   cmd->add_option("--epochs-this-run", options->epochs_this_run,
                   "stop after this many epochs (0 = all); continue later with --resume")->check(at_least(0));
   cmd->add_flag("--quiet", options->quiet, "no progress bars (the line per evaluated epoch stays)");
+  cmd->add_option("--nproc", options->nproc,
+                  "data-parallel on this machine: start N worker processes (torchrun's environment, a free loopback "
+                  "port); optim.batch_size is per process")
+      ->check(at_least(1));
   cmd->add_flag("--json", options->json,
                 "print the result as one JSON object on stdout (out_dir, epochs_run, step, interrupted, last_epoch)");
   return [options] {
@@ -38,6 +46,13 @@ Runner add_train(CLI::App& root) {
       std::cout << Config::describe_schema();
       return 0;
     }
+    if (options->nproc > 0) {
+      if (std::getenv("WORLD_SIZE") != nullptr)
+        throw Error("--nproc starts its own worker processes; it cannot run under torchrun or another launcher "
+                    "(WORLD_SIZE is set)");
+      return launch_workers(options->nproc, without_nproc(own_command_line()));
+    }
+    const bool main_process = read_dist_environment().is_main();  // only rank 0 reports
     RunControl train_options;
     train_options.progress = !options->quiet;
     train_options.epochs_this_run = options->epochs_this_run;
@@ -58,6 +73,7 @@ Runner add_train(CLI::App& root) {
       for (const auto& assignment : options->sets) config.set_assignment(assignment, "--set");
     }
     auto summary = train(config, train_options);
+    if (!main_process) return summary.interrupted ? 130 : 0;
     if (options->json) {
       std::cout << nlohmann::json{{"out_dir", summary.out_dir},       {"epochs_run", summary.epochs_run},
                                   {"step", summary.step},             {"interrupted", summary.interrupted},

@@ -3,6 +3,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -110,8 +111,14 @@ int main(int argc, char** argv) {
   });
   app.require_subcommand(1);
   app.fallthrough();
-  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  app.add_option("--threads", threads, "LibTorch intra-op threads (default: all cores)")->check(at_least(1));
+  // One of several processes on this machine (torchrun, train --nproc): its share of the cores.
+  int processes_here = 1;
+  if (const char* local = std::getenv("LOCAL_WORLD_SIZE")) processes_here = std::max(1, std::atoi(local));
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / static_cast<unsigned>(processes_here)));
+  app.add_option("--threads", threads,
+                 "LibTorch intra-op threads (default: all cores, shared out among the processes of a data-parallel "
+                 "run on this machine: cores / LOCAL_WORLD_SIZE)")
+      ->check(at_least(1));
   app.set_version_flag("--version", [] {
     const std::string vocab = cprfl::find_shipped_data("data/clip/bpe_simple_vocab_16e6.txt.gz");
     const std::string data = vocab.empty() ? "not found (set CPRFL_DATA_DIR)"

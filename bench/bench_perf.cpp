@@ -10,7 +10,8 @@
 //
 // Usage: bench_perf [--config A|B|all] [--threads N] [--reps N] [--train-steps N]
 //                   [--micro-batch N] [--only CASE [--variant V]] [--out bench/results/perf.json]
-// (--only reruns one case — limits, flops, attention, infer_tensor --variant V, infer_file,
+// (--only data_parallel measures 1 process x 2 threads against 2 processes x 1 thread;
+// --only reruns one case — limits, flops, attention, infer_tensor --variant V, infer_file,
 // train --variant fp32|fp32_channels_last|bf16_channels_last [--micro-batch N], bf16, profile,
 // authors_way — into an existing results file.)
 // Run from the repository root (the prompt files are found through CPRFL_SOURCE_DIR).
@@ -52,6 +53,9 @@
 #include "cprfl/data/image.h"
 #include "cprfl/data/loader.h"
 #include "cprfl/data/transforms.h"
+#include "cprfl/dist/communicator.h"
+#include "cprfl/dist/environment.h"
+#include "cprfl/dist/launcher.h"
 #include "cprfl/io/atomic_file.h"
 #include "cprfl/loss/losses.h"
 #include "cprfl/model/build.h"
@@ -235,6 +239,14 @@ json case_infer_file(const Setup& setup, int reps) {
 // augment real image files ahead, overlapped with compute), forward = model + loss, backward,
 // optimizer = clipping + AdamW step + EMA update. variant: "fp32" (contiguous NCHW),
 // "fp32_channels_last" (train.channels_last), "bf16_channels_last" (and optim.amp_cpu).
+// Run as one rank of a data-parallel run (bench_perf --nproc N re-launches the case as N
+// processes): joins the others over Gloo on loopback.
+std::unique_ptr<Communicator> join_if_launched() {
+  const DistEnvironment env = read_dist_environment();
+  if (!env.distributed()) return nullptr;
+  return std::make_unique<Communicator>(env, "gloo", std::chrono::minutes(10));
+}
+
 json case_train(const Setup& setup, const std::string& variant, int warmup, int steps) {
   const bool channels_last = variant.find("channels_last") != std::string::npos;
   const bool bf16 = variant.rfind("bf16", 0) == 0;
@@ -242,7 +254,15 @@ json case_train(const Setup& setup, const std::string& variant, int warmup, int 
   config.set("train.device", "cpu", "bench");
   config.set("train.channels_last", channels_last ? "true" : "false", "bench");
   config.set("optim.amp_cpu", bf16 ? "true" : "false", "bench");
-  const int64_t micro_batches = (setup.train_batch + setup.micro_batch - 1) / setup.micro_batch;
+  // "..._no_overlap": a data-parallel run's all-reduce only after backward (train.dist_overlap).
+  config.set("train.dist_overlap", variant.find("no_overlap") != std::string::npos ? "false" : "true", "bench");
+  auto communicator = join_if_launched();
+  const int ranks = communicator ? communicator->world_size() : 1;
+  // The configured batch is the global one: each rank takes its share.
+  const int global_batch = setup.train_batch;
+  const int rank_batch = std::max(1, global_batch / ranks);
+  config.set("optim.batch_size", std::to_string(rank_batch), "bench");
+  const int64_t micro_batches = (rank_batch + setup.micro_batch - 1) / setup.micro_batch;
   config.set("optim.accumulate_steps", std::to_string(micro_batches), "bench");
   config.set("data.root", "", "bench");  // the list holds absolute paths
 
@@ -253,7 +273,7 @@ json case_train(const Setup& setup, const std::string& variant, int warmup, int 
   for (const auto& path : write_images(setup, folder, setup.train_batch * 2))
     data.train.records.push_back({path, {static_cast<int>(label_rng() % setup.classes)}, 0});
   data.test = data.train;
-  Trainer trainer(config, data);
+  Trainer trainer(config, data, communicator.get());
   trainer.model().train();
   DataLoader& loader = trainer.train_loader();
   int64_t epoch = 0;
@@ -276,6 +296,8 @@ json case_train(const Setup& setup, const std::string& variant, int warmup, int 
   }
   json out;
   out["variant"] = variant;
+  out["ranks"] = ranks;
+  out["batch_per_rank"] = rank_batch;
   out["batch"] = setup.train_batch;
   out["micro_batch"] = setup.micro_batch;
   out["warmup_steps"] = warmup;
@@ -328,6 +350,23 @@ json case_bf16(const Setup& setup, int runs) {
   out["trunk_batch"] = batch;
   out["bf16_speedup"] = out["trunk_train_fp32"]["median_s"].get<double>() / out["trunk_train_bf16"]["median_s"].get<double>();
   return out;
+}
+
+// The all-reduce of one step's gradients alone, as a data-parallel run of this configuration
+// makes it (every trainable parameter, float32), over Gloo on loopback: one flat tensor.
+json case_allreduce(const Setup& setup, int runs) {
+  auto communicator = join_if_launched();
+  if (!communicator) throw std::runtime_error("allreduce: run with --nproc 2 (a data-parallel case)");
+  int64_t count = 0;
+  for (const auto& parameter : make_model(setup)->parameters())
+    if (parameter.requires_grad()) count += parameter.numel();
+  auto gradients = torch::randn({count});
+  auto summary = summary_of(time_calls([&] { communicator->all_reduce_sum(gradients); }, 1, runs));
+  const double bytes = 4.0 * static_cast<double>(count);
+  // A ring all-reduce moves 2·(N−1)/N of the data through each process.
+  const double ranks = communicator->world_size();
+  return {{"parameters", count}, {"mb", bytes / 1e6}, {"ranks", communicator->world_size()}, {"time", summary},
+          {"bus_gb_per_s", 2.0 * (ranks - 1) / ranks * bytes / median_of(summary) / 1e9}};
 }
 
 // ---- the "authors' way" comparison (B, batch 1) --------------------------------------------
@@ -383,6 +422,7 @@ struct Args {
   int reps = 20;
   int train_steps = 0;  // 0 = per configuration (A 10, B 2)
   int micro_batch = 0;  // 0 = per configuration (A 32 = the batch, B 4)
+  int nproc = 1;        // a case run as this many data-parallel processes (Gloo, loopback)
   std::string out = "bench/results/perf.json";
 };
 
@@ -404,17 +444,20 @@ json run_case(const Args& args) {
   }
   if (args.run_case == "bf16") return case_bf16(setup, setup.name == "A" ? 10 : 3);
   if (args.run_case == "authors_way") return case_authors_way(setup, args.reps);
+  if (args.run_case == "allreduce") return case_allreduce(setup, 3);
   throw std::runtime_error("unknown case " + args.run_case);
 }
 
 // Runs one case in a child process (this executable with --case) and returns its JSON.
 json run_child(const std::string& self, const Args& args, const std::string& config, const std::string& name,
-               const std::string& variant) {
+               const std::string& variant, int nproc = 1, int threads = 0) {
   std::ostringstream command;
-  command << "'" << self << "' --case " << name << " --config " << config << " --threads " << args.threads
-          << " --reps " << args.reps << " --train-steps " << args.train_steps << " --micro-batch " << args.micro_batch;
+  command << "'" << self << "' --case " << name << " --config " << config << " --threads "
+          << (threads > 0 ? threads : args.threads) << " --reps " << args.reps << " --train-steps " << args.train_steps
+          << " --micro-batch " << args.micro_batch << " --nproc " << nproc;
   if (!variant.empty()) command << " --variant " << variant;
-  std::cerr << "[" << config << "] " << name << (variant.empty() ? "" : " " + variant) << " (load " << load_average()
+  std::cerr << "[" << config << "] " << name << (variant.empty() ? "" : " " + variant)
+            << (nproc > 1 ? " x" + std::to_string(nproc) + " processes" : "") << " (load " << load_average()
             << ") ... " << std::flush;
   auto start = Clock::now();
   FILE* pipe = popen(command.str().c_str(), "r");
@@ -508,6 +551,7 @@ int main(int argc, char** argv) {
     else if (flag == "--reps") args.reps = std::max(20, std::atoi(value.c_str()));
     else if (flag == "--train-steps") args.train_steps = std::atoi(value.c_str());
     else if (flag == "--micro-batch") args.micro_batch = std::atoi(value.c_str());
+    else if (flag == "--nproc") args.nproc = std::max(1, std::atoi(value.c_str()));
     else if (flag == "--out") args.out = value;
     else return usage();
   }
@@ -515,8 +559,12 @@ int main(int argc, char** argv) {
   if (args.threads > 0) torch::set_num_threads(args.threads);
 
   if (!args.run_case.empty()) {  // a child: one case, JSON on stdout
+    // --nproc N: the case as N processes (dist/launcher.h); rank 0 alone prints the JSON.
+    if (args.nproc > 1 && !read_dist_environment().distributed())
+      return launch_workers(args.nproc, without_nproc(own_command_line()));
     try {
-      std::cout << run_case(args).dump() << "\n";
+      auto result = run_case(args);
+      if (read_dist_environment().is_main()) std::cout << result.dump() << "\n";
     } catch (const std::exception& e) {
       std::cerr << "case " << args.run_case << " failed: " << e.what() << "\n";
       return 1;
@@ -565,6 +613,18 @@ int main(int argc, char** argv) {
                                                           : std::vector<std::string>{args.config};
   for (const auto& config : configs) {
     json& r = results[config];
+    if (args.only == "data_parallel") {
+      // The same global batch as 1 process x 2 threads and as 2 processes x 1 thread (Gloo on
+      // loopback), with and without overlapping the all-reduce with backward, and the
+      // all-reduce of one step's gradients alone.
+      json& d = r["data_parallel"];
+      d["1_process_2_threads"] = run_child(self, args, config, "train", "fp32_channels_last", 1, 2);
+      d["2_processes_1_thread"] = run_child(self, args, config, "train", "fp32_channels_last", 2, 1);
+      d["2_processes_1_thread_no_overlap"] = run_child(self, args, config, "train", "fp32_channels_last_no_overlap", 2, 1);
+      d["allreduce_2_processes"] = run_child(self, args, config, "allreduce", "", 2, 1);
+      write_file_atomic(args.out, results.dump(2) + "\n");
+      continue;
+    }
     if (!args.only.empty()) {  // one case, e.g. --only authors_way
       auto result = run_child(self, args, config, args.only, args.variant);
       if (args.only == "infer_tensor") r[args.only][args.variant] = result;

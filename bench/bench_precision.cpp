@@ -3,13 +3,14 @@
 // are the eval/predict form (folded BatchNorm, channels-last weights, cached prompts); the
 // images are decoded once, up front, so the timings are the model's alone.
 //   build/bench/bench_precision --model M.cprfl [--list L --root R] [--batch-size 64]
-//                               [--out bench/results/precision.json]
+//                               [--threads N] [--out bench/results/precision.json]
 // (the list and root default to the model's own test list, as in `cprfl eval`).
 #include <torch/torch.h>
 #include <torch/version.h>
 
 #include <iostream>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -32,6 +33,7 @@ namespace {
 struct Args {
   std::string model, list, root, out = "bench/results/precision.json";
   int batch_size = 64;
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));  // as cprfl's default
 };
 
 // Every image of the list, decoded and preprocessed as eval does, with its targets.
@@ -80,12 +82,14 @@ int main(int argc, char** argv) {
     else if (flag == "--root") args.root = value;
     else if (flag == "--batch-size") args.batch_size = std::max(1, std::atoi(value.c_str()));
     else if (flag == "--out") args.out = value;
+    else if (flag == "--threads") args.threads = std::max(1, std::atoi(value.c_str()));
     else argc = 0;  // unknown flag: usage below
   }
   if (args.model.empty() || argc % 2 == 0) {
-    std::cerr << "usage: bench_precision --model M.cprfl [--list L --root R] [--batch-size 64] [--out FILE]\n";
+    std::cerr << "usage: bench_precision --model M.cprfl [--list L --root R] [--batch-size 64] [--threads N] [--out FILE]\n";
     return 2;
   }
+  torch::set_num_threads(args.threads);
   try {
     json out;
     out["machine"] = {{"cpu", cpu_model_name()}, {"bf16_hardware", bf16_hardware_name(cpu_bf16_hardware())}};

@@ -27,6 +27,7 @@ PACKAGES=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libjpeg-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev libutf8proc-dev
   libgtest-dev libbenchmark-dev
+  libgloo-dev                                 # headers of c10d's Gloo process group (data-parallel training)
   clang libclang-rt-14-dev jq                # sanitizer and fuzz builds (libFuzzer); kill-and-resume test
   dataset-fashion-mnist                       # the images Fashion-LT is built from
 )

@@ -30,6 +30,10 @@ const FaultPlan& plan() {
     auto* p = new FaultPlan;  // never destroyed: fault points may be reached during exit
     const char* value = std::getenv("CPRFL_FAULT_AT");
     if (value == nullptr || *value == '\0') return p;
+    // In a data-parallel run, CPRFL_FAULT_RANK=<r> arms the fault in rank r only.
+    const char* only_rank = std::getenv("CPRFL_FAULT_RANK");
+    const char* rank = std::getenv("RANK");
+    if (only_rank != nullptr && *only_rank != '\0' && std::string(rank ? rank : "0") != only_rank) return p;
     std::string text = value;
     // An optional third field: the signal to send instead of SIGKILL.
     const std::size_t first = text.find(':'), last = text.rfind(':');

@@ -100,6 +100,19 @@ std::vector<ConfigKey> build_schema() {
       {"train.out_dir", VT::kString, "runs/train", "folder for checkpoints and metrics.jsonl", {}},
       {"train.select", VT::kString, "last", "which checkpoint is 'best' (best needs data.val_fraction > 0)", {"last", "best"}},
       {"train.eval_every", VT::kInt, "1", "evaluate every N epochs (the last epoch always)", {}},
+      {"train.freeze_bn", VT::kBool, "false",
+       "keep BatchNorm's running statistics fixed while training (its scale and shift still learn); makes a data-parallel "
+       "run equal to one process with the global batch", {}},
+      {"train.dist_backend", VT::kString, "auto",
+       "data-parallel runs (torchrun, cprfl train --nproc): auto = NCCL on CUDA, Gloo on the CPU", {"auto", "gloo", "nccl"}},
+      {"train.dist_timeout", VT::kFloat, "300",
+       "data-parallel runs: seconds a rendezvous or collective may wait before the run stops naming the rank that is gone", {}},
+      {"train.dist_bucket_mb", VT::kFloat, "25", "data-parallel runs: gradient all-reduce bucket size (MB)", {}},
+      {"train.dist_overlap", VT::kBool, "true",
+       "data-parallel runs: start each bucket's all-reduce during backward (false: all after it)", {}},
+      {"train.dist_check_every", VT::kInt, "0",
+       "data-parallel runs: compare a checksum of the weights and EMA across ranks every N steps, stopping if they "
+       "differ (0 = never)", {}},
       {"train.channels_last", VT::kBool, "true",
        "keep the backbone's convolution weights channels-last (oneDNN's native layout; equal up to rounding, faster)", {}},
   };

@@ -135,6 +135,15 @@ RunOptions run_options_of(const Config& config) {
   train.select_best = config.get_string("train.select") == "best";
   train.eval_every = std::max<int64_t>(1, config.get_int("train.eval_every"));
   train.channels_last = config.get_bool("train.channels_last");
+  train.freeze_bn = config.get_bool("train.freeze_bn");
+  train.dist_backend = config.get_string("train.dist_backend");
+  train.dist_timeout_s = config.get_float("train.dist_timeout");
+  if (!(train.dist_timeout_s > 0)) throw Error("train.dist_timeout: must be a positive number of seconds");
+  train.dist_bucket_mb = config.get_float("train.dist_bucket_mb");
+  if (!(train.dist_bucket_mb > 0)) throw Error("train.dist_bucket_mb: must be positive");
+  train.dist_overlap = config.get_bool("train.dist_overlap");
+  train.dist_check_every = config.get_int("train.dist_check_every");
+  if (train.dist_check_every < 0) throw Error("train.dist_check_every: must be at least 0");
   train.backbone_weights = resolve_input_path(config.get_string("model.backbone_weights"));
   if (train.select_best && run.data.val_fraction <= 0)
     throw Error("train.select = best needs a validation split: set data.val_fraction (e.g. 0.1); the test list is never used for selection");

@@ -95,6 +95,9 @@ DataLoader::DataLoader(std::shared_ptr<const ImageDataset> dataset, LoaderOption
   if (options_.batch_size < 1) throw Error("loader: batch_size must be at least 1, got " + std::to_string(options_.batch_size));
   if (options_.workers < 0 || options_.workers > 256)
     throw Error("loader: workers must be in [0, 256], got " + std::to_string(options_.workers));
+  if (options_.shard_count < 1 || options_.shard_rank < 0 || options_.shard_rank >= options_.shard_count)
+    throw Error("loader: shard " + std::to_string(options_.shard_rank) + " of " + std::to_string(options_.shard_count) +
+                " does not exist");
   if (options_.prefetch_batches < 1)
     throw Error("loader: prefetch_batches must be at least 1, got " + std::to_string(options_.prefetch_batches));
 }
@@ -102,7 +105,9 @@ DataLoader::DataLoader(std::shared_ptr<const ImageDataset> dataset, LoaderOption
 DataLoader::~DataLoader() { stop_workers(); }
 
 std::int64_t DataLoader::batches_per_epoch() const {
-  auto n = static_cast<std::int64_t>(dataset_->size());
+  const std::int64_t shards = options_.shard_count, size = static_cast<std::int64_t>(dataset_->size());
+  const std::int64_t n = options_.shard_pad ? (size + shards - 1) / shards  // this shard's length
+                                            : (size - options_.shard_rank + shards - 1) / shards;
   std::int64_t b = options_.batch_size;
   return options_.drop_last ? n / b : (n + b - 1) / b;
 }
@@ -116,7 +121,13 @@ std::vector<std::int64_t> DataLoader::epoch_order(std::int64_t epoch) const {
     for (std::size_t i = order.size(); i > 1; --i)
       std::swap(order[i - 1], order[static_cast<std::size_t>(uniform_int(rng, static_cast<std::int64_t>(i)))]);
   }
-  return order;
+  if (options_.shard_count == 1) return order;
+  const std::size_t shards = static_cast<std::size_t>(options_.shard_count);
+  const std::size_t padded = options_.shard_pad ? (order.size() + shards - 1) / shards * shards : order.size();
+  std::vector<std::int64_t> shard;
+  for (std::size_t i = static_cast<std::size_t>(options_.shard_rank); i < padded; i += shards)
+    shard.push_back(order[i % order.size()]);
+  return shard;
 }
 
 void DataLoader::stop_workers() {

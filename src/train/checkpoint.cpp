@@ -42,7 +42,7 @@ TensorFile make_checkpoint(const ModelInfo& info, const torch::nn::Module& model
   checkpoint.meta["trainer"] = {{"epochs_done", state.epochs_done}, {"step", state.step}, {"best_score", state.best_score},
                                 {"best_epoch", state.best_epoch}, {"history", state.history},
                                 {"batches_into_epoch", state.batches_into_epoch}, {"epoch_loss_sum", state.epoch_loss_sum},
-                                {"epoch_images", state.epoch_images}};
+                                {"epoch_images", state.epoch_images}, {"world_size", state.world_size}};
   std::string bytes = optimizer_bytes(optimizer);
   checkpoint.tensors["trainer/optimizer"] =
       torch::from_blob(bytes.data(), {static_cast<int64_t>(bytes.size())}, torch::kByte).clone();
@@ -72,6 +72,11 @@ TrainerState restore_checkpoint(const std::string& path, const std::vector<std::
   state.best_score = stored.at("best_score").get<double>();
   state.best_epoch = stored.at("best_epoch").get<int64_t>();
   state.history = stored.at("history");
+  if (stored.contains("world_size")) {  // (absent before data-parallel training: one process)
+    if (!stored.at("world_size").is_number_integer() || stored.at("world_size").get<int64_t>() < 1)
+      fail_in(path, "trainer state: world_size is not a positive integer");
+    state.world_size = stored.at("world_size").get<int64_t>();
+  }
   // Checkpoints written at an epoch's end (all before Ctrl-C handling) lack the mid-epoch fields.
   if (stored.contains("batches_into_epoch")) {
     for (const char* key : {"batches_into_epoch", "epoch_images"})

@@ -6,7 +6,8 @@
 // and sends itself SIGKILL — a real `kill -9` at exactly that place: nothing is flushed or
 // unwound, no handler runs, the exit status seen by a shell is 137.
 // CPRFL_FAULT_AT=<point>:<n>:INT (or :TERM) sends SIGINT (SIGTERM) instead and carries on: a
-// Ctrl-C at exactly that place (common/stop_signal.h).
+// Ctrl-C at exactly that place (common/stop_signal.h). In a data-parallel run,
+// CPRFL_FAULT_RANK=<r> limits the fault to the process whose RANK is r.
 //
 // The points (the only names a caller may use):
 //   step              training: after the forward and backward pass, before the optimizer step

@@ -59,6 +59,14 @@ struct TrainOptions {
   int64_t eval_every = 1;
   bool channels_last = true;
   std::string backbone_weights; // trunk weights to start from (empty = random)
+  bool freeze_bn = false;       // BatchNorm in eval mode while training (running statistics fixed)
+  // Data-parallel runs (dist/): backend auto | gloo | nccl, collective timeout, bucket size,
+  // overlap with backward, weight-checksum period (0 = off).
+  std::string dist_backend = "auto";
+  double dist_timeout_s = 300;
+  double dist_bucket_mb = 25;
+  bool dist_overlap = true;
+  int64_t dist_check_every = 0;
 };
 
 struct RunOptions {

@@ -68,6 +68,13 @@ struct LoaderOptions {
   std::uint64_t seed = 0;
   BadImagePolicy bad_images = BadImagePolicy::error;
   bool pin_memory = false;    // page-locked batches for asynchronous copies to a GPU (CUDA builds only)
+  // Data-parallel shard, as PyTorch's DistributedSampler makes it: the epoch's order (the same
+  // on every rank) padded with its own first samples to a multiple of shard_count, then every
+  // shard_count-th sample from shard_rank — equal lengths, so every rank takes as many steps.
+  // shard_pad = false (evaluation: every sample once): no padding, so shards may differ by one.
+  int shard_rank = 0;
+  int shard_count = 1;
+  bool shard_pad = true;
 };
 
 struct Batch {
@@ -87,7 +94,7 @@ class DataLoader {
   const ImageDataset& dataset() const { return *dataset_; }
   const LoaderOptions& options() const { return options_; }
   std::int64_t batches_per_epoch() const;
-  // Dataset indices in the order epoch `epoch` visits them (before drop_last).
+  // Dataset indices in the order epoch `epoch` visits them (before drop_last); this shard's.
   std::vector<std::int64_t> epoch_order(std::int64_t epoch) const;
 
   // Starts epoch `epoch` at batch `first_batch` (0 ≤ first_batch ≤ batches_per_epoch());

@@ -22,8 +22,11 @@ using StepHook = std::function<void(const char* phase_ended)>;
 // batch's loss, and the accumulated gradients are the whole batch's gradients — exactly,
 // up to rounding, when the model treats rows independently (train-mode BatchNorm does not:
 // its statistics then come from each chunk). Returns the batch loss, detached.
+// `before_backward(last)` is told before each backward whether it is the step's last (a
+// data-parallel run synchronises gradients in that one only: dist/gradient_sync.h).
 torch::Tensor accumulate_gradients(const BatchLoss& loss_of, const torch::Tensor& images,
                                    const torch::Tensor& targets, int64_t micro_batches,
-                                   const StepHook& hook = nullptr);
+                                   const StepHook& hook = nullptr,
+                                   const std::function<void(bool last)>& before_backward = nullptr);
 
 }  // namespace cprfl

@@ -29,6 +29,7 @@ struct TrainerState {
   int64_t batches_into_epoch = 0;
   double epoch_loss_sum = 0;
   int64_t epoch_images = 0;
+  int64_t world_size = 1;    // processes of the data-parallel run that wrote it (1 = one process)
 };
 
 // The checkpoint's content: the model file of (info, model, EMA), the state and the optimizer.

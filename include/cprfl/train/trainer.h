@@ -25,6 +25,9 @@
 #include "cprfl/config/options.h"
 #include "cprfl/data/list_file.h"
 #include "cprfl/data/loader.h"
+#include "cprfl/dist/communicator.h"
+#include "cprfl/dist/gradient_sync.h"
+#include "cprfl/eval/evaluate.h"
 #include "cprfl/eval/metrics.h"
 #include "cprfl/loss/losses.h"
 #include "cprfl/optim/optim.h"
@@ -48,7 +51,10 @@ TrainingData load_training_data(const DataOptions& data, uint64_t seed);
 class Trainer {
  public:
   // Builds everything from `config` (decoded once) on `data`; a fresh model, seeded by train.seed.
-  Trainer(const Config& config, TrainingData data);
+  // With a communicator this process is one rank of a data-parallel run (dist/): it trains on
+  // its shard of every epoch, starts from rank 0's weights, averages gradients with the other
+  // ranks during backward, and evaluates its part of each list, the scores gathered on all.
+  Trainer(const Config& config, TrainingData data, Communicator* communicator = nullptr);
 
   // One optimizer step on a batch: schedule, forward and backward in optim.accumulate_steps
   // micro-batches (bf16 autocast when enabled), gradient clipping, optimizer step, EMA update.
@@ -74,6 +80,8 @@ class Trainer {
   void restore(const std::string& checkpoint_path);
 
   const RunOptions& options() const { return options_; }
+  // `local` on this rank, or on any rank of a data-parallel run (a collective: all ranks call it).
+  bool any_rank(bool local);
   // Whether steps run under bf16 autocast (optim.amp on CUDA, optim.amp_cpu resolved on the CPU).
   bool autocast() const { return autocast_; }
   TrainerState& state() { return state_; }
@@ -85,6 +93,8 @@ class Trainer {
   RunOptions options_;
   TrainingData data_;
   torch::Device device_;
+  Communicator* communicator_ = nullptr;
+  std::unique_ptr<GradientSync> gradient_sync_;
   bool autocast_ = false;
   ModelInfo info_;
   std::unique_ptr<DataLoader> train_loader_, test_loader_, val_loader_;
@@ -95,6 +105,10 @@ class Trainer {
   std::unique_ptr<LrSchedule> schedule_;
   MetricsOptions metric_options_;
   TrainerState state_;
+
+  Predictions predict_on_all_ranks(MultiLabelClassifier& model, DataLoader& loader);
+  void check_replicas_agree();           // train.dist_check_every
+  void freeze_batchnorm_statistics();    // train.freeze_bn
 };
 
 // How train() is run (not part of the config).
