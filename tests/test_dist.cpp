@@ -264,3 +264,26 @@ TEST(DataParallel, AKilledRankStopsTheRunAndResumeFinishesIt) {
   EXPECT_EQ(got["test"]["map_pct"], expected["test"]["map_pct"]);
   EXPECT_EQ(got["train_loss"], expected["train_loss"]);
 }
+
+// The real torchrun (PyPI's torch wheel) runs `cprfl train` as it is, and gives what
+// `--nproc 2` gives. Skipped where no torchrun is found (CI has none): CPRFL_TORCHRUN names
+// one, else the PATH is searched.
+TEST(DataParallel, TorchrunRunsTheToolAsIs) {
+  std::string torchrun;
+  if (const char* given = std::getenv("CPRFL_TORCHRUN"); given && *given) torchrun = given;
+  else if (std::system("command -v torchrun > /dev/null 2>&1") == 0) torchrun = "torchrun";
+  if (torchrun.empty()) GTEST_SKIP() << "no torchrun (set CPRFL_TORCHRUN or put PyPI torch's torchrun on the PATH)";
+  TempDir dir;
+  const std::string config = write_config(dir, 1);
+  auto ours = cprfl::testing::run_cprfl(train_command(config, dir.file("nproc"), 8, 2));
+  ASSERT_EQ(ours.exit_code, 0) << ours.output;
+  const std::string command = "'" + torchrun + "' --nproc-per-node 2 --no-python '" + std::string(CPRFL_TOOL_PATH) +
+                              "' " + train_command(config, dir.file("torchrun"), 8, 0) + " > '" + dir.file("log") +
+                              "' 2>&1";
+  const int status = std::system(command.c_str());
+  ASSERT_EQ(status, 0) << cprfl::testing::read_text(dir.file("log"));
+  const auto a = last_record(dir.file("nproc")), b = last_record(dir.file("torchrun"));
+  EXPECT_EQ(a["step"], b["step"]);
+  EXPECT_EQ(a["train_loss"], b["train_loss"]);
+  EXPECT_EQ(a["test"]["map_pct"], b["test"]["map_pct"]);
+}

@@ -72,11 +72,11 @@ Communicator::Communicator(const DistEnvironment& env, const std::string& backen
   if (!dist_backend_available(backend))
     throw Error("train.dist_backend: " + backend + " is not in this build" +
                 (backend == "nccl" ? " (NCCL needs a CUDA LibTorch: scripts/setup.sh --torch pip on a GPU machine)" : ""));
-  const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
+  const std::string where = env.master_addr + ":" + std::to_string(env.store_port());
   try {
     c10d::TCPStoreOptions options;
-    options.port = static_cast<std::uint16_t>(env.master_port);
-    options.isServer = env.rank == 0 && !env.agent_store;
+    options.port = static_cast<std::uint16_t>(env.store_port());
+    options.isServer = env.rank == 0;
     options.numWorkers = static_cast<std::size_t>(env.world_size);
     options.waitWorkers = true;
     options.timeout = timeout;

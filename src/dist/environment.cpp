@@ -68,6 +68,8 @@ DistEnvironment read_dist_environment(
   if (env.master_addr.empty()) throw Error("environment variable MASTER_ADDR is empty");
   if (auto port = lookup("MASTER_PORT")) env.master_port = parse_int("MASTER_PORT", *port, 1, 65535);
   if (auto agent = lookup("TORCHELASTIC_USE_AGENT_STORE")) env.agent_store = *agent == "True" || *agent == "1";
+  if (env.agent_store && env.master_port == 65535)
+    throw Error("environment variable MASTER_PORT=65535: cprfl's store needs the next port (MASTER_PORT + 1)");
   if (auto attempt = lookup("TORCHELASTIC_RESTART_COUNT")) env.attempt = *attempt;
   return env;
 }

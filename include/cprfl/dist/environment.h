@@ -19,12 +19,15 @@ struct DistEnvironment {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::string source = "none";  // "torchrun" | "slurm" | "none"
-  // torchrun's agent already serves the store on MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE=True):
-  // every rank joins it as a client; the restart count keeps a restarted attempt's keys apart.
+  // torchrun's agent already serves its own store on MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE=True).
+  // cprfl does not join it — a LibTorch older than that torchrun's cannot speak its protocol and
+  // hangs (measured: 1.13 against torch 2.15's torchrun) — but hosts its own on rank 0 at
+  // MASTER_PORT + 1 (store_port()). The restart count keeps a restarted attempt's keys apart.
   bool agent_store = false;
   std::string attempt = "0";  // TORCHELASTIC_RESTART_COUNT
 
   bool distributed() const { return world_size > 1; }
+  int store_port() const { return agent_store ? master_port + 1 : master_port; }
   bool is_main() const { return rank == 0; }
 };
 
