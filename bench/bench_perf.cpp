@@ -574,8 +574,9 @@ int main(int argc, char** argv) {
 
   const std::string self = std::filesystem::canonical("/proc/self/exe").string();
   json results;
-  // Running one configuration keeps the other's results from an earlier run in the same file.
-  if (args.config != "all" && std::filesystem::exists(args.out)) {
+  // Running one configuration, or one case (--only), keeps the other results from an earlier
+  // run in the same file.
+  if ((args.config != "all" || !args.only.empty()) && std::filesystem::exists(args.out)) {
     try {
       std::ifstream in(args.out);
       results = json::parse(in);
