@@ -415,6 +415,9 @@ TEST(Cli, ParseErrorsExitWithCli11sCodeAndNameTheFlag) {
       {"eval --model m.cprfl --top-k abc", kValidationError, "--top-k: must be a whole number, got 'abc'"},
       {"eval --model m.cprfl --top-k -1", kValidationError, "--top-k: must be at least 0, got -1"},
       {"eval --model m.cprfl --device tpu", kValidationError, "--device"},
+      {"eval --model m.cprfl --precision fp16", kValidationError, "--precision: fp16 not in {auto,fp32,bf16}"},
+      {"predict --model m.cprfl a.png --precision half", kValidationError, "--precision"},
+      {"train --config c.yaml --nproc 0", kValidationError, "--nproc: must be at least 1, got 0"},
       {"predict --model m.cprfl a.png --threshold 2", kValidationError, "--threshold: must be between 0 and 1, got 2"},
       // --threads 0 is caught before any command runs.
       {"--threads 0 eval --model m.cprfl", kValidationError, "--threads: must be at least 1, got 0"},

@@ -210,7 +210,9 @@ TEST(DataParallel, TwoRanksGiveOneProcesssWeightsWithTheGlobalBatch) {
   const std::string config = write_config(dir, 1);
   auto one = cprfl::testing::run_cprfl(train_command(config, dir.file("one"), 16, 0));
   ASSERT_EQ(one.exit_code, 0) << one.output;
-  auto two = cprfl::testing::run_cprfl(train_command(config, dir.file("two"), 8, 2));
+  // (With the replicas' weight checksums compared after every step: they must stay bit-equal.)
+  auto two = cprfl::testing::run_cprfl(train_command(config, dir.file("two"), 8, 2) +
+                                       " --set train.dist_check_every=1");
   ASSERT_EQ(two.exit_code, 0) << two.output;
   EXPECT_NE(two.output.find("2 processes (gloo), global batch 16 = 8 per process x 2"), std::string::npos) << two.output;
   EXPECT_EQ(last_record(dir.file("two"))["step"], 12);  // 192 images / 16 per global step
@@ -286,4 +288,19 @@ TEST(DataParallel, TorchrunRunsTheToolAsIs) {
   EXPECT_EQ(a["step"], b["step"]);
   EXPECT_EQ(a["train_loss"], b["train_loss"]);
   EXPECT_EQ(a["test"]["map_pct"], b["test"]["map_pct"]);
+}
+
+// A run may continue with another number of processes; it says that the data order changes.
+TEST(DataParallel, ResumingWithAnotherWorldSizeSaysTheOrderChanges) {
+  TempDir dir;
+  const std::string config = write_config(dir, 2);
+  auto first = cprfl::testing::run_cprfl(train_command(config, dir.file("run"), 8, 2) + " --epochs-this-run 1");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto rest = cprfl::testing::run_cprfl("--threads 1 train --quiet --resume '" + dir.file("run") + "'");
+  ASSERT_EQ(rest.exit_code, 0) << rest.output;
+  EXPECT_NE(rest.output.find("the checkpoint was written by 2 process(es), this run has 1: the data order of the "
+                             "remaining epochs differs from the original run's"),
+            std::string::npos)
+      << rest.output;
+  EXPECT_EQ(last_record(dir.file("run"))["epoch"], 2);
 }
