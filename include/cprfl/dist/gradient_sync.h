@@ -11,8 +11,10 @@
 // in a single process; one with a gradient on some ranks only gets the average over all ranks
 // (zeros standing in for the missing ones).
 #include <torch/torch.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <cstdint>
+#include <utility>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -50,7 +52,9 @@ class GradientSync {
 
   Communicator& communicator_;
   std::vector<torch::Tensor> parameters_;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
+  // (A shared_ptr in LibTorch 1.13, an intrusive_ptr in 2.x.)
+  using AccumulatorPtr = decltype(torch::autograd::impl::grad_accumulator(std::declval<const torch::Tensor&>()));
+  std::vector<AccumulatorPtr> accumulators_;
   std::vector<uintptr_t> hook_keys_;
   std::vector<std::unique_ptr<Bucket>> buckets_;
   std::vector<std::size_t> bucket_of_;  // parameter -> bucket
