@@ -15,6 +15,8 @@ struct SummarizeOptions {
   std::string json;
   std::string markdown;
   bool no_ema = false;
+  std::string split = "test";
+  std::string reference;
 };
 
 Runner add_summarize(CLI::App& root) {
@@ -28,19 +30,28 @@ Runner add_summarize(CLI::App& root) {
   cmd->add_option("--json", options->json, "write the summary and per-run figures as JSON");
   cmd->add_option("--markdown", options->markdown, "write the Markdown table to this file too");
   cmd->add_flag("--no-ema", options->no_ema, "use the raw model's figures even when EMA figures exist");
+  cmd->add_option("--split", options->split,
+                  "which figures: test (the test list) or val (the validation part, for choosing settings)")
+      ->check(CLI::IsMember({"test", "val"}));
+  cmd->add_option("--reference", options->reference,
+                  "also tabulate this variant minus each other variant over the seeds both ran, with a 95% "
+                  "confidence interval (paired by the _seed<k> folder names)");
   return [options] {
     std::vector<RunFigures> runs;
     for (const auto& dir : options->runs) {
       const auto dirs = run_dirs_in(dir);
       if (dirs.size() > 1 || dirs.front() != dir)
         std::cerr << "summarize: " << dir << " holds " << dirs.size() << " run folder(s)\n";
-      for (const auto& run_dir : dirs) runs.push_back(read_run_figures(run_dir, !options->no_ema));
+      for (const auto& run_dir : dirs) runs.push_back(read_run_figures(run_dir, !options->no_ema, options->split));
     }
     auto summaries = summarize_runs(runs);
+    std::vector<PairedDifference> differences;
+    if (!options->reference.empty()) differences = paired_differences(runs, options->reference);
     std::string table = format_markdown(summaries);
+    if (!differences.empty()) table += "\n" + format_markdown(differences);
     std::cout << table;
     if (!options->markdown.empty()) write_file_atomic(options->markdown, table);
-    if (!options->json.empty()) write_file_atomic(options->json, to_json(summaries, runs).dump(2) + "\n");
+    if (!options->json.empty()) write_file_atomic(options->json, to_json(summaries, runs, differences).dump(2) + "\n");
     return 0;
   };
 }

@@ -47,6 +47,9 @@ std::vector<ConfigKey> build_schema() {
       {"model.backbone_weights", VT::kString, "", "trunk weights (a file from `cprfl pretrain-backbone`, a torchvision .pth, or a CLIP state dict for clip_*; empty = random init)", {}},
       {"model.small_widths", VT::kString, "32,64,128", "small backbone: channels per stage (3 stages = stride 8)", {}},
       {"model.small_blocks", VT::kString, "1,1,1", "small backbone: BasicBlocks per stage", {}},
+      {"model.linear_head_init", VT::kString, "torch",
+       "linear head's initial weights: torch = LibTorch's Linear default (uniform in ±1/sqrt(d0)), zero = all zero "
+       "(no random direction to unlearn; docs/baselines.md)", {"torch", "zero"}},
       {"model.d", VT::kInt, "256", "joint width d of tokens and prompts", {}},
       {"model.tau", VT::kFloat, "0.5", "PI hidden width t = tau * d", {}},
       {"model.depth", VT::kInt, "1", "VSI transformer layers", {}},
@@ -93,7 +96,15 @@ std::vector<ConfigKey> build_schema() {
       {"optim.accumulate_steps", VT::kInt, "1",
        "split each batch into this many forward/backward passes whose gradients add up to the batch's (less memory, same result)", {}},
       // run
-      {"train.seed", VT::kInt, "0", "seed for initialisation, data order and augmentation", {}},
+      {"train.seed", VT::kInt, "0", "seed for initialisation, data order, augmentation, dropout and the validation split", {}},
+      // One source of randomness each, to find which one a result depends on (-1 = train.seed).
+      {"train.init_seed", VT::kInt, "-1", "seed of the initial weights (the head; random prompts) (-1 = train.seed)", {}},
+      {"train.order_seed", VT::kInt, "-1", "seed of the training data order (-1 = train.seed)", {}},
+      {"train.augment_seed", VT::kInt, "-1", "seed of the training augmentation (-1 = train.seed)", {}},
+      {"train.dropout_seed", VT::kInt, "-1", "seed of dropout masks (-1 = train.seed)", {}},
+      {"train.diagnostics", VT::kBool, "false",
+       "add to each evaluated epoch's metrics.jsonl record: learning rate per group, weight norms, BatchNorm running "
+       "statistics and the mAP on the training part (an extra pass over it)", {}},
       {"train.device", VT::kString, "auto", "compute device: auto (CUDA when a GPU is visible), cpu, cuda or cuda:N", {}},
       {"train.tf32", VT::kBool, "false",
        "CUDA: let float32 matrix products and convolutions use TF32 (faster on Ampere and later, ~1e-3 relative error)", {}},

@@ -71,6 +71,7 @@ ModelOptions model_options_of(const Config& config) {
   model.small.blocks = parse_int_list(config.get_string("model.small_blocks"), "model.small_blocks");
   if (model.small.widths.size() != model.small.blocks.size())
     throw Error("model.small_widths and model.small_blocks must list the same number of stages");
+  model.linear_head_zero_init = config.get_string("model.linear_head_init") == "zero";
   if (model.type == "cprfl") {
     auto& head = model.cprfl;
     head.dim = positive(config, "model.d");
@@ -128,6 +129,16 @@ RunOptions run_options_of(const Config& config) {
 
   auto& train = run.train;
   train.seed = static_cast<uint64_t>(config.get_int("train.seed"));
+  auto part_seed = [&](const std::string& key) {
+    const int64_t value = config.get_int(key);
+    if (value < -1) throw Error(key + ": must be a seed >= 0, or -1 for train.seed; got " + std::to_string(value));
+    return value == -1 ? train.seed : static_cast<uint64_t>(value);
+  };
+  train.init_seed = part_seed("train.init_seed");
+  train.order_seed = part_seed("train.order_seed");
+  train.augment_seed = part_seed("train.augment_seed");
+  train.dropout_seed = part_seed("train.dropout_seed");
+  train.diagnostics = config.get_bool("train.diagnostics");
   train.device = config.get_string("train.device");
   if (auto problem = device_name_problem(train.device); !problem.empty()) throw Error("train.device: " + problem);
   train.tf32 = config.get_bool("train.tf32");

@@ -166,7 +166,8 @@ void DataLoader::load_row(Run& run, Slot& slot, std::int64_t sample) const {
   float* image = slot.images.data_ptr<float>() + row * image_floats;
   float* target = slot.targets.data_ptr<float>() + row * dataset_->num_classes();
   try {
-    dataset_->load(static_cast<std::size_t>(run.samples[sample]), options_.seed, run.epoch, image, target);
+    dataset_->load(static_cast<std::size_t>(run.samples[sample]), options_.augment_seed.value_or(options_.seed), run.epoch,
+                   image, target);
   } catch (...) {
     slot.failures[row] = std::current_exception();
   }

@@ -11,8 +11,15 @@
 #include "cprfl/common/text.h"
 
 namespace cprfl {
+namespace {
 
-RunFigures read_run_figures(const std::string& run_dir, bool prefer_ema) {
+// Figure k of a run: 0 total, 1 head, 2 medium, 3 tail mAP.
+double figure(const RunFigures& run, int k) { return k == 0 ? run.map : k == 1 ? run.head : k == 2 ? run.medium : run.tail; }
+
+}  // namespace
+
+RunFigures read_run_figures(const std::string& run_dir, bool prefer_ema, const std::string& split) {
+  if (split != "test" && split != "val") throw Error("summarize: the split is test or val, got '" + split + "'");
   std::string path = run_dir + "/metrics.jsonl";
   std::string text = read_text_file(path);
   auto lines = split_lines(text);
@@ -22,19 +29,23 @@ RunFigures read_run_figures(const std::string& run_dir, bool prefer_ema) {
     if (trim(lines[i]).empty()) continue;
     try {
       auto record = nlohmann::json::parse(lines[i]);
-      if (record.contains("test")) last = record, line_number = i + 1;
+      if (record.contains(split)) last = record, line_number = i + 1;
     } catch (const nlohmann::json::exception& e) {
       fail_at(path, i + 1, std::string("not a JSON record: ") + e.what());
     }
   }
-  if (last.is_null()) fail_in(path, "no evaluated epoch in this run");
+  if (last.is_null())
+    fail_in(path, split == "val" ? "no validation figures in this run (it was trained without data.val_fraction)"
+                                 : "no evaluated epoch in this run");
   RunFigures figures;
   figures.run_dir = run_dir;
   std::string name = std::filesystem::path(run_dir).filename().string();
   if (name.empty()) name = std::filesystem::path(run_dir).parent_path().filename().string();
+  std::smatch seed;
+  if (std::regex_search(name, seed, std::regex("_seed([0-9]{1,9})$"))) figures.seed = std::stoll(seed[1].str());
   figures.variant = std::regex_replace(name, std::regex("_seed[0-9]+$"), "");
-  figures.ema = prefer_ema && last.contains("test_ema");
-  const auto& test = last[figures.ema ? "test_ema" : "test"];
+  figures.ema = split == "val" ? last.contains("test_ema") : prefer_ema && last.contains("test_ema");
+  const auto& test = split == "val" ? last["val"] : last[figures.ema ? "test_ema" : "test"];
   auto value = [&](const char* key) {
     if (!test.contains(key) || test[key].is_null()) return std::nan("");
     return test[key].get<double>();
@@ -77,7 +88,7 @@ std::vector<VariantSummary> summarize_runs(const std::vector<RunFigures>& runs) 
     const auto& members = groups[variant];
     summary.runs = static_cast<int>(members.size());
     for (int k = 0; k < 4; ++k) {
-      auto pick = [k](const RunFigures* r) { return k == 0 ? r->map : k == 1 ? r->head : k == 2 ? r->medium : r->tail; };
+      auto pick = [k](const RunFigures* r) { return figure(*r, k); };
       double sum = 0;
       for (auto* r : members) sum += pick(r);
       double mean = sum / static_cast<double>(members.size());
@@ -108,11 +119,87 @@ std::string format_markdown(const std::vector<VariantSummary>& summaries) {
   return out;
 }
 
+double student_t_975(int df) {
+  if (df < 1) throw Error("student_t_975: degrees of freedom must be at least 1");
+  // Tabulated quantiles for small df, where the expansion below is poor.
+  static const double table[30] = {12.7062, 4.30265, 3.18245, 2.77645, 2.57058, 2.44691, 2.36462, 2.30600,
+                                   2.26216, 2.22814, 2.20099, 2.17881, 2.16037, 2.14479, 2.13145, 2.11991,
+                                   2.10982, 2.10092, 2.09302, 2.08596, 2.07961, 2.07387, 2.06866, 2.06390,
+                                   2.05954, 2.05553, 2.05183, 2.04841, 2.04523, 2.04227};
+  if (df <= 30) return table[df - 1];
+  // Cornish-Fisher expansion around the normal quantile (error < 1e-4 beyond df = 30).
+  const double z = 1.959963984540054, n = df;
+  const double z3 = z * z * z, z5 = z3 * z * z, z7 = z5 * z * z;
+  return z + (z3 + z) / (4 * n) + (5 * z5 + 16 * z3 + 3 * z) / (96 * n * n) +
+         (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * n * n * n);
+}
+
+std::vector<PairedDifference> paired_differences(const std::vector<RunFigures>& runs, const std::string& reference) {
+  std::map<int64_t, const RunFigures*> reference_runs;
+  std::vector<std::string> variants;
+  for (const auto& run : runs) {
+    if (run.variant == reference && run.seed >= 0) reference_runs[run.seed] = &run;
+    if (std::find(variants.begin(), variants.end(), run.variant) == variants.end()) variants.push_back(run.variant);
+  }
+  if (reference_runs.empty()) {
+    std::string names;
+    for (const auto& v : variants) names += (names.empty() ? "" : ", ") + v;
+    throw Error("summarize: no run of the reference variant '" + reference + "' with a _seed<k> name; the variants are: " + names);
+  }
+  std::vector<PairedDifference> out;
+  for (const auto& variant : variants) {
+    if (variant == reference) continue;
+    PairedDifference d;
+    d.reference = reference;
+    d.variant = variant;
+    std::vector<std::pair<const RunFigures*, const RunFigures*>> pairs;
+    for (const auto& run : runs)
+      if (run.variant == variant && reference_runs.count(run.seed)) pairs.emplace_back(reference_runs[run.seed], &run);
+    d.pairs = static_cast<int>(pairs.size());
+    if (pairs.empty()) continue;
+    const double n = static_cast<double>(pairs.size());
+    for (int k = 0; k < 4; ++k) {
+      double sum = 0, squares = 0;
+      for (const auto& [a, b] : pairs) sum += figure(*a, k) - figure(*b, k);
+      d.mean[k] = sum / n;
+      for (const auto& [a, b] : pairs) squares += std::pow(figure(*a, k) - figure(*b, k) - d.mean[k], 2);
+      if (pairs.size() < 2) {
+        d.std[k] = d.low[k] = d.high[k] = std::nan("");
+        continue;
+      }
+      d.std[k] = std::sqrt(squares / (n - 1));
+      const double half = student_t_975(static_cast<int>(pairs.size()) - 1) * d.std[k] / std::sqrt(n);
+      d.low[k] = d.mean[k] - half;
+      d.high[k] = d.mean[k] + half;
+    }
+    out.push_back(d);
+  }
+  return out;
+}
+
+std::string format_markdown(const std::vector<PairedDifference>& differences) {
+  if (differences.empty()) return "";
+  std::string out = "| " + differences.front().reference +
+                    " − variant (same seeds) | pairs | total mAP [95% CI] | head | medium | tail |\n|---|---|---|---|---|---|\n";
+  char cell[96];
+  for (const auto& d : differences) {
+    out += "| " + d.variant + " | " + std::to_string(d.pairs);
+    for (int k = 0; k < 4; ++k) {
+      if (std::isnan(d.low[k])) std::snprintf(cell, sizeof cell, " | %+.2f (n = %d)", d.mean[k], d.pairs);
+      else std::snprintf(cell, sizeof cell, " | %+.2f [%+.2f, %+.2f]", d.mean[k], d.low[k], d.high[k]);
+      out += cell;
+    }
+    out += " |\n";
+  }
+  return out;
+}
+
 namespace {
 nlohmann::json number_or_null(double value) { return std::isnan(value) ? nlohmann::json(nullptr) : nlohmann::json(value); }
 }  // namespace
 
-nlohmann::json to_json(const std::vector<VariantSummary>& summaries, const std::vector<RunFigures>& runs) {
+nlohmann::json to_json(const std::vector<VariantSummary>& summaries, const std::vector<RunFigures>& runs,
+                       const std::vector<PairedDifference>& differences) {
   nlohmann::json out = {{"variants", nlohmann::json::array()}, {"runs", nlohmann::json::array()}};
   const char* keys[4] = {"map_pct", "head_map_pct", "medium_map_pct", "tail_map_pct"};
   for (const auto& s : summaries) {
@@ -121,9 +208,16 @@ nlohmann::json to_json(const std::vector<VariantSummary>& summaries, const std::
     out["variants"].push_back(entry);
   }
   for (const auto& r : runs) {
-    out["runs"].push_back({{"run_dir", r.run_dir}, {"variant", r.variant}, {"ema", r.ema}, {keys[0], number_or_null(r.map)},
+    out["runs"].push_back({{"run_dir", r.run_dir}, {"variant", r.variant}, {"seed", r.seed}, {"ema", r.ema}, {keys[0], number_or_null(r.map)},
                            {keys[1], number_or_null(r.head)}, {keys[2], number_or_null(r.medium)},
                            {keys[3], number_or_null(r.tail)}});
+  }
+  for (const auto& d : differences) {
+    nlohmann::json entry = {{"reference", d.reference}, {"variant", d.variant}, {"pairs", d.pairs}};
+    for (int k = 0; k < 4; ++k)
+      entry[keys[k]] = {{"mean", number_or_null(d.mean[k])}, {"std", number_or_null(d.std[k])},
+                        {"ci95", {number_or_null(d.low[k]), number_or_null(d.high[k])}}};
+    out["paired_differences"].push_back(entry);
   }
   return out;
 }

@@ -49,7 +49,7 @@ std::shared_ptr<MultiLabelClassifier> build_model(const ModelOptions& options, i
                 " M (check model.d, model.heads, model.head_dim, model.ffn, model.depth and model.small_widths)");
   }
   auto backbone = make_backbone(options.backbone, options.small);
-  if (options.type == "linear") return LinearHeadModel(backbone.module, num_classes).ptr();
+  if (options.type == "linear") return LinearHeadModel(backbone.module, num_classes, options.linear_head_zero_init).ptr();
   if (!prompt_embeddings.defined() || prompt_embeddings.size(0) != num_classes)
     throw Error("model: prompt embeddings must have one row per class (" + std::to_string(num_classes) + ")");
   return CprflModel(backbone.module, prompt_embeddings, options.cprfl).ptr();

@@ -50,9 +50,14 @@ torch::Tensor PooledLinearHeadImpl::forward(const torch::Tensor& feature_map) {
   return fc(feature_map.mean({2, 3}));
 }
 
-LinearHeadModelImpl::LinearHeadModelImpl(std::shared_ptr<Backbone> backbone, int64_t num_classes)
+LinearHeadModelImpl::LinearHeadModelImpl(std::shared_ptr<Backbone> backbone, int64_t num_classes, bool zero_init)
     : MultiLabelClassifier(std::move(backbone)), num_classes_(num_classes) {
   head = register_module("head", PooledLinearHead(backbone_->out_channels(), num_classes));
+  if (zero_init) {
+    torch::NoGradGuard no_grad;
+    head->fc->weight.zero_();
+    head->fc->bias.zero_();
+  }
 }
 
 void MultiLabelClassifier::backbone_to(torch::ScalarType dtype) {

@@ -21,6 +21,7 @@
 #include "cprfl/io/atomic_file.h"
 #include "cprfl/model/build.h"
 #include "cprfl/model/inference.h"
+#include "cprfl/train/diagnostics.h"
 #include "cprfl/train/run_lock.h"
 
 namespace cprfl {
@@ -57,7 +58,8 @@ std::unique_ptr<DataLoader> make_loader(const RunOptions& options, ImageList lis
   loader.shuffle = train;
   loader.drop_last = false;
   loader.workers = data.workers;
-  loader.seed = options.train.seed;
+  loader.seed = options.train.order_seed;
+  loader.augment_seed = options.train.augment_seed;
   loader.bad_images = data.on_bad_image;
   loader.pin_memory = pin_memory;
   if (communicator) {
@@ -165,13 +167,15 @@ Trainer::Trainer(const Config& config, TrainingData data, Communicator* communic
   test_loader_ = make_loader(options_, data_.test, num_classes, false, 2 * batch_size, pin, communicator_);
   if (!data_.val.records.empty())
     val_loader_ = make_loader(options_, data_.val, num_classes, false, 2 * batch_size, pin, communicator_);
+  if (options_.train.diagnostics)  // the training part as evaluation sees it (no augmentation)
+    train_eval_loader_ = make_loader(options_, data_.train, num_classes, false, 2 * batch_size, pin, communicator_);
   if (device_.is_cuda()) allow_cuda_tf32(options_.train.tf32);
   autocast_ = device_.is_cuda() ? options_.optim.amp_cuda : cpu_autocast_enabled(options_.optim.amp_cpu);
 
-  torch::manual_seed(options_.train.seed);
+  torch::manual_seed(options_.train.init_seed);
   info_ = ModelInfo{config_, data_.class_names, stats.counts, stats.num_images, {}};
   if (options_.model.type == "cprfl")
-    info_.prompt_embeddings = load_prompt_embeddings(options_.prompts, options_.data.labels, num_classes, options_.train.seed);
+    info_.prompt_embeddings = load_prompt_embeddings(options_.prompts, options_.data.labels, num_classes, options_.train.init_seed);
   model_ = build_model(options_.model, num_classes, info_.prompt_embeddings);
   if (!options_.train.backbone_weights.empty()) load_backbone_weights(*model_, options_.train.backbone_weights);
   model_->to(device_);
@@ -254,7 +258,7 @@ void Trainer::freeze_batchnorm_statistics() {
 }
 
 torch::Tensor Trainer::step(const torch::Tensor& images, const torch::Tensor& targets, const StepHook& hook) {
-  torch::manual_seed(options_.train.seed * 1000003ULL + static_cast<uint64_t>(state_.step));  // dropout, resumable
+  torch::manual_seed(options_.train.dropout_seed * 1000003ULL + static_cast<uint64_t>(state_.step));  // dropout, resumable
   apply_schedule(optimizer_, *schedule_, state_.step);
   auto inputs = to_device(images, device_);
   auto labels = to_device(targets, device_);
@@ -358,6 +362,10 @@ bool Trainer::evaluate(nlohmann::json& record) {
   fault_point("eval");  // testing hook: mid-evaluation
   if (ema_model_)
     record["test_ema"] = group_summary(score_predictions(predict_on_all_ranks(*ema_model_, *test_loader_), metric_options_));
+  if (train_eval_loader_) {
+    record["train_eval"] = group_summary(score_predictions(predict_on_all_ranks(*model_, *train_eval_loader_), metric_options_));
+    record["diagnostics"] = weight_diagnostics(*model_, optimizer_);
+  }
   if (!val_loader_) return false;
   auto& selected = ema_model_ ? *ema_model_ : *model_;
   auto val_metrics = score_predictions(predict_on_all_ranks(selected, *val_loader_), metric_options_);

@@ -51,7 +51,12 @@ struct OptimOptions {
 };
 
 struct TrainOptions {
-  uint64_t seed = 0;
+  uint64_t seed = 0;             // the validation split; the default of the four below
+  uint64_t init_seed = 0;        // initial weights (head, random prompts)
+  uint64_t order_seed = 0;       // training data order
+  uint64_t augment_seed = 0;     // training augmentation
+  uint64_t dropout_seed = 0;     // dropout masks
+  bool diagnostics = false;      // per-epoch lr per group, weight norms, BN statistics, train mAP
   std::string device = "auto";  // auto | cpu | cuda | cuda:N
   bool tf32 = false;            // CUDA only: TF32 matrix products and convolutions
   std::string out_dir;

@@ -65,7 +65,8 @@ struct LoaderOptions {
   bool drop_last = false;     // false: the last, partial batch is kept
   int workers = 2;            // decoding threads; 0 decodes on the caller's thread
   int prefetch_batches = 2;   // batches decoded ahead of the consumer
-  std::uint64_t seed = 0;
+  std::uint64_t seed = 0;                       // sample order (and augmentation unless set below)
+  std::optional<std::uint64_t> augment_seed;    // augmentation's own seed
   BadImagePolicy bad_images = BadImagePolicy::error;
   bool pin_memory = false;    // page-locked batches for asynchronous copies to a GPU (CUDA builds only)
   // Data-parallel shard, as PyTorch's DistributedSampler makes it: the epoch's order (the same

@@ -18,6 +18,7 @@ struct ModelOptions {
   std::string type = "cprfl";        // cprfl | linear
   std::string backbone = "small";    // a name of backbone_names()
   SmallResNetOptions small;          // for backbone = small
+  bool linear_head_zero_init = false; // type = linear: zero weights and bias (else LibTorch's default)
   CprflOptions cprfl;                // for type = cprfl
 };
 

@@ -68,7 +68,8 @@ TORCH_MODULE(PooledLinearHead);
 // weights are then named_state(*model->backbone()), saved and loaded without the head.
 class LinearHeadModelImpl : public MultiLabelClassifier {
  public:
-  LinearHeadModelImpl(std::shared_ptr<Backbone> backbone, int64_t num_classes);
+  // zero_init: the head starts at all-zero weights and bias (logits 0, every probability 0.5).
+  LinearHeadModelImpl(std::shared_ptr<Backbone> backbone, int64_t num_classes, bool zero_init = false);
   torch::Tensor forward(const torch::Tensor& images) override;
   int64_t num_classes() const override { return num_classes_; }
   PooledLinearHead head{nullptr};

@@ -69,8 +69,8 @@ class Trainer {
   nlohmann::json run_epoch(bool progress, const std::function<bool()>& stop_requested = nullptr);
 
   // Scores the model (and its EMA) on the test list, and the selected model on the validation
-  // part; adds "test", "test_ema" and "val" to `record`. Returns true when this is the best
-  // validation score so far (train.select = best).
+  // part; adds "test", "test_ema" and "val" to `record` (and, with train.diagnostics, "train_eval" and
+  // "diagnostics"). Returns true when this is the best validation score so far (train.select = best).
   bool evaluate(nlohmann::json& record);
 
   // Checkpoint and model-file contents of the current state.
@@ -97,7 +97,7 @@ class Trainer {
   std::unique_ptr<GradientSync> gradient_sync_;
   bool autocast_ = false;
   ModelInfo info_;
-  std::unique_ptr<DataLoader> train_loader_, test_loader_, val_loader_;
+  std::unique_ptr<DataLoader> train_loader_, test_loader_, val_loader_, train_eval_loader_;
   std::shared_ptr<MultiLabelClassifier> model_, ema_model_;
   std::unique_ptr<WeightEma> ema_;
   std::unique_ptr<MultiLabelLoss> loss_;
