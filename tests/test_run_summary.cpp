@@ -100,3 +100,37 @@ TEST(RunSummary, CommandScansAParentFolderAndSaysNIsOne) {
   EXPECT_EQ(missing.exit_code, 1) << missing.output;  // an error while running
   EXPECT_TRUE(contains(missing.output, "error: " + dir.file("nothing") + "/metrics.jsonl")) << missing.output;
 }
+
+// Paired differences against values worked by hand: reference − other over seeds 0..4 is
+// {10, 9, 11, 8, 13}: mean 10.2, sample std √3.7, 95% half-width t(0.975, 4)·√3.7/√5. A seed
+// the reference lacks is left out; an unknown reference names the variants there are.
+TEST(RunSummary, PairedDifferencesWithStudentInterval) {
+  std::vector<RunFigures> runs;
+  auto add = [&](const std::string& variant, int64_t seed, double map) {
+    RunFigures r;
+    r.variant = variant;
+    r.seed = seed;
+    r.map = r.head = r.medium = r.tail = map;
+    runs.push_back(r);
+  };
+  const double reference[5] = {70, 72, 71, 73, 74}, other[5] = {60, 63, 60, 65, 61};
+  for (int k = 0; k < 5; ++k) add("cprfl", k, reference[k]), add("linear", k, other[k]);
+  add("linear", 7, 0);  // unpaired
+  const auto differences = paired_differences(runs, "cprfl");
+  ASSERT_EQ(differences.size(), 1u);
+  const auto& d = differences[0];
+  EXPECT_EQ(d.variant, "linear");
+  EXPECT_EQ(d.pairs, 5);
+  EXPECT_NEAR(d.mean[0], 10.2, 1e-12);
+  EXPECT_NEAR(d.std[0], std::sqrt(3.7), 1e-12);
+  const double half = 2.776445105 * std::sqrt(3.7) / std::sqrt(5.0);
+  EXPECT_NEAR(d.low[0], 10.2 - half, 1e-4);
+  EXPECT_NEAR(d.high[0], 10.2 + half, 1e-4);
+  EXPECT_NE(format_markdown(differences).find("| linear | 5 | +10.20 ["), std::string::npos) << format_markdown(differences);
+  EXPECT_NE(cprfl::testing::error_of([&] { paired_differences(runs, "absent"); }).find("cprfl, linear"), std::string::npos);
+  // Published quantiles of Student's t at 0.975.
+  EXPECT_NEAR(student_t_975(1), 12.7062, 1e-4);
+  EXPECT_NEAR(student_t_975(40), 2.021075, 1e-4);
+  EXPECT_NEAR(student_t_975(100), 1.983972, 1e-4);
+  EXPECT_NEAR(student_t_975(1000), 1.962339, 1e-4);
+}
