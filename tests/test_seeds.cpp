@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <string>
 
 #include "cprfl/config/model_file.h"
@@ -48,6 +49,14 @@ Start start_with(const Config& base, const std::string& key, const std::string& 
   Start start{std::make_unique<Trainer>(config, load_training_data(data_options_of(config), 0)), {}};
   start.batch = first_batch(*start.trainer);
   return start;
+}
+
+// The tiny set (16 training, 8 test images) and its config, with `assignments` on top.
+Config tiny_run(const TempDir& dir, std::initializer_list<const char*> assignments) {
+  cprfl::testing::write_tiny_dataset(dir.file("data"), 16, 8);
+  auto config = cprfl::testing::tiny_config(dir.file("data"), dir.file("run"));
+  for (const char* assignment : assignments) config.set_assignment(assignment, "test");
+  return config;
 }
 
 }  // namespace
@@ -95,10 +104,7 @@ TEST(SeedKeys, EachSeedMovesOnlyItsOwnPart) {
 // The dropout seed changes the masks (so the step's result) and nothing before the step.
 TEST(SeedKeys, DropoutSeedChangesTheStepOnly) {
   TempDir dir;
-  cprfl::testing::write_tiny_dataset(dir.file("data"), 16, 8);
-  auto base = cprfl::testing::tiny_config(dir.file("data"), dir.file("run"));
-  base.set("data.workers", "0", "test");
-  base.set("model.dropout", "0.5", "test");
+  const auto base = tiny_run(dir, {"data.workers=0", "model.dropout=0.5"});
   auto reference = start_with(base, "train.dropout_seed", "0");
   auto other = start_with(base, "train.dropout_seed", "1");
   ASSERT_TRUE(same_weights(reference.trainer->model(), other.trainer->model()));
@@ -114,11 +120,7 @@ TEST(SeedKeys, DropoutSeedChangesTheStepOnly) {
 // and the first step moves the head (its weight gradient is (σ(0) − y)·pooled features ≠ 0).
 TEST(LinearHead, ZeroInitStartsAtZeroLogitsAndLearns) {
   TempDir dir;
-  cprfl::testing::write_tiny_dataset(dir.file("data"), 16, 8);
-  auto config = cprfl::testing::tiny_config(dir.file("data"), dir.file("run"));
-  config.set("data.workers", "0", "test");
-  config.set("model.type", "linear", "test");
-  config.set("model.linear_head_init", "zero", "test");
+  auto config = tiny_run(dir, {"data.workers=0", "model.type=linear", "model.linear_head_init=zero"});
   auto a = start_with(config, "train.seed", "0");
   auto b = start_with(config, "train.seed", "5");
   auto& model = dynamic_cast<LinearHeadModelImpl&>(a.trainer->model());
@@ -149,13 +151,8 @@ TEST(LinearHead, ZeroInitStartsAtZeroLogitsAndLearns) {
 // statistics and the mAP on the training part.
 TEST(Diagnostics, EpochRecordHasGroupsNormsBatchNormAndTrainMap) {
   TempDir dir;
-  cprfl::testing::write_tiny_dataset(dir.file("data"), 16, 8);
-  auto config = cprfl::testing::tiny_config(dir.file("data"), dir.file("run"));
-  config.set("model.type", "linear", "test");
-  config.set("optim.epochs", "1", "test");
-  config.set("optim.ema_decay", "0", "test");
-  config.set("optim.backbone_lr_mult", "0.25", "test");
-  config.set("train.diagnostics", "true", "test");
+  const auto config = tiny_run(dir, {"model.type=linear", "optim.epochs=1", "optim.ema_decay=0",
+                                     "optim.backbone_lr_mult=0.25", "train.diagnostics=true"});
   RunControl control;
   control.progress = false;
   auto summary = train(config, control);

@@ -50,7 +50,7 @@ TrainingData load_training_data(const DataOptions& data, uint64_t seed);
 
 class Trainer {
  public:
-  // Builds everything from `config` (decoded once) on `data`; a fresh model, seeded by train.seed.
+  // Builds everything from `config` (decoded once) on `data`; a fresh model, seeded by train.init_seed.
   // With a communicator this process is one rank of a data-parallel run (dist/): it trains on
   // its shard of every epoch, starts from rank 0's weights, averages gradients with the other
   // ranks during backward, and evaluates its part of each list, the scores gathered on all.
