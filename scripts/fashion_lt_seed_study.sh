@@ -5,7 +5,7 @@
 # fixes tried (zero-initialised head, 10× head learning rate). Every run has train.diagnostics
 # (lr per group, weight norms, BatchNorm statistics, train mAP per epoch in its metrics.jsonl).
 # Prints one line per run (final raw and EMA test mAP) and writes results/$TABLE.{md,json}.
-# Finished runs are kept and skipped on a re-run. About 30 min on a 2-core machine.
+# Finished runs are kept and skipped on a re-run. About 35 min on a 2-core machine (21 runs).
 # Environment: RUNS (default runs), TABLE (default linear_seed_study_runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
