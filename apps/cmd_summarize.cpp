@@ -17,6 +17,7 @@ struct SummarizeOptions {
   bool no_ema = false;
   std::string split = "test";
   std::string reference;
+  bool best = false;
 };
 
 Runner add_summarize(CLI::App& root) {
@@ -36,6 +37,9 @@ Runner add_summarize(CLI::App& root) {
   cmd->add_option("--reference", options->reference,
                   "also tabulate this variant minus each other variant over the seeds both ran, with a 95% "
                   "confidence interval (paired by the _seed<k> folder names)");
+  cmd->add_flag("--best", options->best,
+                "print only the name of the variant with the highest mean total mAP (for scripts that choose "
+                "settings; the table still goes to --markdown and --json)");
   return [options] {
     std::vector<RunFigures> runs;
     for (const auto& dir : options->runs) {
@@ -49,7 +53,10 @@ Runner add_summarize(CLI::App& root) {
     if (!options->reference.empty()) differences = paired_differences(runs, options->reference);
     std::string table = format_markdown(summaries);
     if (!differences.empty()) table += "\n" + format_markdown(differences);
-    std::cout << table;
+    if (options->best)
+      std::cout << best_variant(summaries).variant << "\n";
+    else
+      std::cout << table;
     if (!options->markdown.empty()) write_file_atomic(options->markdown, table);
     if (!options->json.empty()) write_file_atomic(options->json, to_json(summaries, runs, differences).dump(2) + "\n");
     return 0;

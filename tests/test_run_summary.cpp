@@ -43,6 +43,19 @@ TEST(RunSummary, MeanAndSampleStdPerVariant) {
   EXPECT_THROW(read_run_figures(dir.file("empty")), Error);
 }
 
+// The best variant: highest mean total mAP; the first of equals; one without a figure never wins.
+TEST(RunSummary, BestVariantByMeanTotalMap) {
+  std::vector<VariantSummary> summaries(4);
+  const char* names[] = {"a", "b", "c", "d"};
+  const double means[] = {61.0, std::nan(""), 64.5, 64.5};
+  for (int i = 0; i < 4; ++i) summaries[i].variant = names[i], summaries[i].mean[0] = means[i];
+  EXPECT_EQ(best_variant(summaries).variant, "c");
+  summaries[0].mean[0] = 70.0;
+  EXPECT_EQ(best_variant(summaries).variant, "a");
+  EXPECT_THROW(best_variant({}), Error);
+  EXPECT_THROW(best_variant({summaries[1]}), Error);
+}
+
 // A parent such as runs/ stands for its run sub-folders (those with metrics.jsonl), sorted;
 // a run folder stands for itself; a folder with neither stands for itself, to be reported.
 TEST(RunSummary, RunDirsInAParentFolder) {
@@ -96,6 +109,12 @@ TEST(RunSummary, CommandScansAParentFolderAndSaysNIsOne) {
   const auto json = nlohmann::json::parse(cprfl::testing::read_text(dir.file("s.json")));
   EXPECT_EQ(json["runs"].size(), 3u);
   EXPECT_TRUE(json["variants"][1]["map_pct"]["std"].is_null()) << json.dump();
+
+  // --best names only the variant with the highest mean total mAP (asl: 62 against 51.5).
+  const auto best = cprfl::testing::run_cprfl("summarize " + shell_quoted(runs) + " --best");
+  ASSERT_EQ(best.exit_code, 0) << best.output;
+  EXPECT_TRUE(contains(best.output, "\nasl\n")) << best.output;
+  EXPECT_FALSE(contains(best.output, "| asl |")) << best.output;
 
   EXPECT_EQ(missing.exit_code, 1) << missing.output;  // an error while running
   EXPECT_TRUE(contains(missing.output, "error: " + dir.file("nothing") + "/metrics.jsonl")) << missing.output;

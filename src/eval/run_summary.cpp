@@ -102,6 +102,17 @@ std::vector<VariantSummary> summarize_runs(const std::vector<RunFigures>& runs) 
   return summaries;
 }
 
+const VariantSummary& best_variant(const std::vector<VariantSummary>& summaries) {
+  if (summaries.empty()) throw Error("summarize: no runs to choose the best variant from");
+  const VariantSummary* best = nullptr;
+  for (const auto& summary : summaries) {
+    if (std::isnan(summary.mean[0])) continue;  // a run without a total mAP cannot win
+    if (!best || summary.mean[0] > best->mean[0]) best = &summary;
+  }
+  if (!best) throw Error("summarize: no variant has a total mAP to choose by");
+  return *best;
+}
+
 std::string format_markdown(const std::vector<VariantSummary>& summaries) {
   std::string out = "| variant | runs | total mAP | head | medium | tail |\n|---|---|---|---|---|---|\n";
   char cell[64];

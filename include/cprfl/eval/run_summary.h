@@ -37,6 +37,9 @@ struct VariantSummary {
 
 std::vector<VariantSummary> summarize_runs(const std::vector<RunFigures>& runs);  // in first-seen order
 std::string format_markdown(const std::vector<VariantSummary>& summaries);
+// The variant with the highest mean total mAP (the first of equals; variants without one are
+// passed over): how a sweep picks its settings from validation figures.
+const VariantSummary& best_variant(const std::vector<VariantSummary>& summaries);
 
 // A reference variant against another over the seeds both ran (paired: the same seed, the
 // same data order and initial trunk): the differences reference − other, their mean, sample
