@@ -13,7 +13,8 @@
 # Writes results/$TABLE.{md,json} (the test table), results/${TABLE}_sweep.{md,json} (every
 # grid point's validation figures) and results/${TABLE}_chosen.txt (the chosen settings).
 # Finished runs are kept and skipped on a re-run; a run whose settings changed is made anew.
-# Every run trains in float32 (optim.amp_cpu=false), so the table means the same on every CPU.
+# Every run trains in float32 (optim.amp_cpu=false), so the table means the same on every CPU;
+# cprfl_clip_asl_bf16, run only when ONLY names it, is the bf16-autocast check.
 # Environment: SEEDS (default "0 1 2 3 4"), SWEEP_SEEDS (default "100 101"), EPOCHS (default:
 # the config's), RUNS (default runs), ONLY (names of the variants to run; default all),
 # TABLE (default fashion_lt_experiments).
@@ -50,9 +51,14 @@ VARIANTS=(
   "cprfl_clip_asl|loss.name=asl|cprfl"
   "cprfl_clip_asl_detach_classifier_path|loss.name=asl model.detach_classifier_path=true|cprfl_clip_asl"
   "cprfl_clip_asl_detach_interaction_path|loss.name=asl model.detach_interaction_path=true|cprfl_clip_asl"
+  "cprfl_clip_asl_bf16|loss.name=asl optim.amp_cpu=true|cprfl_clip_asl"
 )
+# Run only when ONLY names them: checks beside the table (bf16 autocast: results/bf16_training.md).
+EXTRAS=" cprfl_clip_asl_bf16 "
 
-selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+selected() {
+  if [ -z "${ONLY:-}" ]; then [[ "$EXTRAS" != *" $1 "* ]]; else [[ " $ONLY " == *" $1 "* ]]; fi
+}
 
 # train DIR SEED SETTING...: one run into DIR unless DIR already holds a finished run with
 # the same settings. Returns 1 when the run fails (a diverged sweep point), leaving DIR.failed.
