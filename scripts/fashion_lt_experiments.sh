@@ -6,8 +6,8 @@
 #      multiplier) over a small grid, trained on the training list minus a validation part
 #      (data.val_fraction) and scored on that part only; SWEEP_SEEDS runs per grid point.
 #   2. Choose: the grid point with the best mean validation mAP (`cprfl summarize --split val
-#      --best`); a choice at the grid's highest or lowest lr extends the grid one rung that
-#      way (up to MAX_EXTEND times). The test list plays no part in the choice.
+#      --best`); a choice at the grid's highest or lowest lr (or multiplier) extends the grid
+#      one rung that way (up to MAX_EXTEND times per axis). The test list plays no part.
 #   3. Report: the chosen settings on the whole training list, SEEDS runs per variant, and the
 #      test table with the paired differences against cprfl_clip_asl (95% intervals).
 # Writes results/$TABLE.{md,json} (the test table), results/${TABLE}_sweep.{md,json} (every
@@ -33,6 +33,7 @@ LINEAR_LRS="3e-3 1e-2 3e-2"      # centred on the lr the seed study found the he
 LINEAR_MULTS="0.01 0.1"
 CPRFL_LRS="3e-4 1e-3 3e-3"       # centred on the recipe's lr
 LADDER=(1e-5 3e-5 1e-4 3e-4 1e-3 3e-3 1e-2 3e-2 1e-1 3e-1 1)   # the rungs a grid may extend to
+MULT_LADDER=(0.0001 0.001 0.01 0.1 1)
 MAX_EXTEND=2
 [ -x "$TOOL" ] || bash scripts/setup.sh
 [ -f "$DATA/stats.json" ] || "$TOOL" make-fashion-lt --out "$DATA" > /dev/null
@@ -108,49 +109,71 @@ for entry in "${VARIANTS[@]}"; do
   mults="1"; lrs=$CPRFL_LRS
   [ "$how" == linear ] && mults=$LINEAR_MULTS lrs=$LINEAR_LRS
   point_dirs=()
-  # sweep_lr LR: every multiplier at LR, SWEEP_SEEDS runs each; a point with a failed
-  # (diverged) run is left out of the choice.
-  sweep_lr() {
-    local lr=$1 mult seed dir point grid runs
-    for mult in $mults; do
-      grid=(optim.lr="$lr")
-      point="lr${lr}"
-      [ "$how" == linear ] && grid+=(optim.backbone_lr_mult="$mult") && point+="_mult${mult}"
-      runs=()
-      for seed in $SWEEP_SEEDS; do
-        dir="$OUT/sweep/${name}__${point}_seed${seed}"
-        if train "$dir" "$seed" "${base[@]}" "${grid[@]}" data.val_fraction="$VAL_FRACTION"; then
-          runs+=("$dir")
-        else
-          runs=(); break
-        fi
-      done
-      point_dirs+=("${runs[@]}")
+  # sweep_point LR MULT: SWEEP_SEEDS runs at one grid point; a point with a failed (diverged)
+  # run is left out of the choice.
+  sweep_point() {
+    local lr=$1 mult=$2 seed dir point grid runs=()
+    grid=(optim.lr="$lr")
+    point="lr${lr}"
+    [ "$how" == linear ] && grid+=(optim.backbone_lr_mult="$mult") && point+="_mult${mult}"
+    for seed in $SWEEP_SEEDS; do
+      dir="$OUT/sweep/${name}__${point}_seed${seed}"
+      if train "$dir" "$seed" "${base[@]}" "${grid[@]}" data.val_fraction="$VAL_FRACTION"; then
+        runs+=("$dir")
+      else
+        return 0
+      fi
     done
+    point_dirs+=("${runs[@]}")
   }
-  tried=()
-  for lr in $lrs; do sweep_lr "$lr"; tried+=("$lr"); done
-  # A choice on the edge of the grid goes one rung further that way (at most MAX_EXTEND
-  # times), so that no variant is held back by where its grid happened to end.
-  for (( extended = 0; ; ++extended )); do
+  sweep_lr() { local mult; for mult in $mults; do sweep_point "$1" "$mult"; done; }
+  # beyond LADDER TRIED VALUE: when VALUE is the lowest or highest of TRIED (ascending), sets
+  # NEXT to the ladder's next rung that way and adds it to TRIED; else leaves NEXT empty.
+  beyond() {
+    local -n ladder=$1 values=$2
+    local i
+    NEXT=""
+    for i in "${!ladder[@]}"; do
+      [ "${ladder[$i]}" == "$3" ] || continue
+      if [ "$3" == "${values[-1]}" ] && (( i + 1 < ${#ladder[@]} )); then NEXT=${ladder[$((i + 1))]}; values+=("$NEXT"); fi
+      if [ -z "$NEXT" ] && [ "$3" == "${values[0]}" ] && (( i > 0 )); then NEXT=${ladder[$((i - 1))]}; values=("$NEXT" "${values[@]}"); fi
+    done
+    return 0
+  }
+  read -r -a tried_lrs <<< "$lrs"
+  read -r -a tried_mults <<< "$mults"
+  for lr in $lrs; do sweep_lr "$lr"; done
+  # A choice on the edge of the grid goes one rung further that way (at most MAX_EXTEND times
+  # per axis), so that no variant is held back by where its grid happened to end: a new lr is
+  # tried at every multiplier, a new multiplier at the chosen lr.
+  lr_steps=0; mult_steps=0
+  while true; do
     [ ${#point_dirs[@]} -gt 0 ] || { echo "every sweep run of $name failed" >&2; exit 1; }
     best=$("$TOOL" summarize --split val --best "${point_dirs[@]}" 2> /dev/null)
     point=${best#"${name}__"}
     lr=${point%%_mult*}; lr=${lr#lr}
-    (( extended < MAX_EXTEND )) || break
-    next=""
-    for i in "${!LADDER[@]}"; do
-      [ "${LADDER[$i]}" == "$lr" ] || continue
-      if [ "$lr" == "${tried[-1]}" ] && (( i + 1 < ${#LADDER[@]} )); then next=${LADDER[$((i + 1))]}; tried+=("$next"); fi
-      if [ "$lr" == "${tried[0]}" ] && (( i > 0 )); then next=${LADDER[$((i - 1))]}; tried=("$next" "${tried[@]}"); fi
-    done
-    [ -n "$next" ] || break
-    echo "-- $name: best at the grid's edge (lr $lr); trying lr $next"
-    sweep_lr "$next"
+    mult=${point#*_mult}
+    NEXT=""
+    (( lr_steps < MAX_EXTEND )) && beyond LADDER tried_lrs "$lr"
+    if [ -n "$NEXT" ]; then
+      lr_steps=$((lr_steps + 1))
+      echo "-- $name: best at the grid's edge (lr $lr); trying lr $NEXT"
+      sweep_lr "$NEXT"
+      continue
+    fi
+    [ "$how" == linear ] && (( mult_steps < MAX_EXTEND )) && beyond MULT_LADDER tried_mults "$mult"
+    if [ -n "$NEXT" ]; then
+      mult_steps=$((mult_steps + 1))
+      mults+=" $NEXT"
+      echo "-- $name: best at the grid's edge (multiplier $mult); trying multiplier $NEXT at lr $lr"
+      sweep_point "$lr" "$NEXT"
+      continue
+    fi
+    break
   done
   sweep_dirs+=("${point_dirs[@]}")
   CHOSEN[$name]="optim.lr=$lr"
-  [ "$how" == linear ] && CHOSEN[$name]+=" optim.backbone_lr_mult=${point#*_mult}"
+  [ "$how" == linear ] && CHOSEN[$name]+=" optim.backbone_lr_mult=$mult"
   echo "-- $name: chose ${CHOSEN[$name]}"
 done
 "$TOOL" summarize --split val "${sweep_dirs[@]}" --json "results/${TABLE}_sweep.json" \
