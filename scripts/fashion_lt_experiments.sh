@@ -20,10 +20,7 @@
 # TABLE (default fashion_lt_experiments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TOOL=build/cprfl
-RUNS=${RUNS:-runs}
-DATA="$RUNS/fashion-lt"
-BACKBONE="$RUNS/backbone_small_2ep.cprfl"
+source scripts/fashion_lt_setup.sh
 OUT="$RUNS/experiments"
 SEEDS=${SEEDS:-"0 1 2 3 4"}
 SWEEP_SEEDS=${SWEEP_SEEDS:-"100 101"}
@@ -35,10 +32,6 @@ CPRFL_LRS="3e-4 1e-3 3e-3"       # centred on the recipe's lr
 LADDER=(1e-5 3e-5 1e-4 3e-4 1e-3 3e-3 1e-2 3e-2 1e-1 3e-1 1)   # the rungs a grid may extend to
 MULT_LADDER=(0.0001 0.001 0.01 0.1 1)
 MAX_EXTEND=2
-[ -x "$TOOL" ] || bash scripts/setup.sh
-[ -f "$DATA/stats.json" ] || "$TOOL" make-fashion-lt --out "$DATA" > /dev/null
-# The recorded tables use a 2-epoch backbone (88.1% held-out); the demo pretrains 3 epochs.
-[ -f "$BACKBONE" ] || "$TOOL" pretrain-backbone --epochs 2 --out "$BACKBONE"
 
 # name | its settings | how its lr is chosen: linear (lr × multiplier grid), cprfl (lr grid)
 # or the name of the variant whose choice it takes (the ablations keep their parent's).

@@ -9,14 +9,8 @@
 # Environment: RUNS (default runs), TABLE (default linear_seed_study_runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TOOL=build/cprfl
-RUNS=${RUNS:-runs}
-DATA="$RUNS/fashion-lt"
-BACKBONE="$RUNS/backbone_small_2ep.cprfl"
+source scripts/fashion_lt_setup.sh
 OUT="$RUNS/seed_study"
-[ -x "$TOOL" ] || bash scripts/setup.sh
-[ -f "$DATA/stats.json" ] || "$TOOL" make-fashion-lt --out "$DATA" > /dev/null
-[ -f "$BACKBONE" ] || "$TOOL" pretrain-backbone --epochs 2 --out "$BACKBONE"
 
 start=$(date +%s)
 dirs=()
